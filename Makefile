@@ -1,0 +1,93 @@
+# EM image segmentation: the single entry point. `make help` lists the targets.
+#
+# The path of the data:
+#   image ─► notebooks/experiment.ipynb, run by papermill once per K ─► output/<image>/k-<K>/
+#         ─► notebooks/report.ipynb (+ the executed derivation.ipynb)  ─► report/report.{html,pdf}
+#
+# Every step is incremental: a K is refitted only when the kernel, the notebook, the
+# image or its parameters changed. Outputs are written atomically, so an interrupted
+# run resumes where it stopped.
+
+.DEFAULT_GOAL := report
+.DELETE_ON_ERROR:
+SHELL := /bin/bash
+
+# ---- Parameters: override on the command line, e.g. make report IMAGE=images/photo.jpg KS="2 8"
+IMAGE    ?=
+KS       ?= 2 4 8 16 32 64 128
+SEED     ?= 0
+INIT     ?= kmeans++
+N_INIT   ?= 3
+TOL      ?= 1e-6
+MAX_ITER ?= 2000
+PYTHON   ?= python3
+
+VENV  := .venv
+PY    := $(VENV)/bin/python
+ENV   := $(VENV)/.installed
+DEV   := $(VENV)/.installed-dev
+STEM  := $(if $(IMAGE),$(basename $(notdir $(IMAGE))),grace_hopper)
+OUT   := output/$(STEM)
+RUNS  := $(foreach k,$(KS),$(OUT)/k-$(k)/experiment.ipynb)
+CODE  := src/em.py $(wildcard pipeline/*.py)
+RUN_NOTEBOOK := $(PY) -m pipeline.run_notebook
+
+.PRECIOUS: $(OUT)/k-%/params.txt
+
+.PHONY: help report experiments test bench bench-quick lab clean distclean FORCE
+
+help: ## List the targets and parameters
+	@echo "make <target> [IMAGE=path] [KS=\"2 4 8\"] [SEED=0] [N_INIT=3] [TOL=1e-6] [MAX_ITER=2000] [INIT=kmeans++|random]"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+# ---- Environment
+$(ENV): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(DEV): requirements-dev.txt $(ENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# ---- Experiments: one papermill run of notebooks/experiment.ipynb per K
+experiments: $(RUNS) ## Fit every K in KS (output/<image>/k-<K>/)
+
+# The parameters of a run, rewritten only when they change, so a change reruns that K.
+$(OUT)/k-%/params.txt: FORCE
+	@mkdir -p $(@D)
+	@echo 'image=$(IMAGE) k=$* seed=$(SEED) init=$(INIT) n_init=$(N_INIT) tol=$(TOL) max_iter=$(MAX_ITER)' > $@.new
+	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+
+$(OUT)/k-%/experiment.ipynb: notebooks/experiment.ipynb $(CODE) $(wildcard $(IMAGE)) $(OUT)/k-%/params.txt $(ENV)
+	$(RUN_NOTEBOOK) notebooks/experiment.ipynb $@ --cwd notebooks \
+	  -p image '$(IMAGE)' -p k $* -p seed $(SEED) -p init '$(INIT)' -p n_init $(N_INIT) \
+	  -p tol $(TOL) -p max_iter $(MAX_ITER) -p output_dir '$(abspath $(@D))'
+
+# ---- Report (until the report notebook exists: the executed experiment notebooks)
+report: $(RUNS) ## Fit every K and render the report (the default goal)
+	@echo "Experiments for $(STEM): $(OUT)/k-{$(shell echo $(KS) | tr ' ' ,)}"
+
+# ---- Checks
+test: $(DEV) ## Run the test suite
+	$(PY) -m pytest
+
+bench: $(DEV) ## Benchmark the kernel against scikit-learn (table + output/bench/bench.json)
+	$(PY) benchmarks/bench_em.py
+
+bench-quick: $(DEV) ## The benchmark in under a minute
+	$(PY) benchmarks/bench_em.py --quick
+
+# ---- Working in Jupyter
+lab: $(ENV) ## Open JupyterLab on notebooks/ with the project's environment
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-lab.txt
+	cd notebooks && ../$(VENV)/bin/jupyter lab
+
+clean: ## Delete every generated result (output/), keep the environment
+	find output -mindepth 1 -not -name .gitkeep -delete
+
+distclean: clean ## Also delete the environment (.venv)
+	rm -rf $(VENV)
+
+FORCE:

@@ -1,0 +1,142 @@
+"""One experiment: an image, a K, a fitted mixture -> segmented image, compressed
+image and metrics. notebooks/experiment.ipynb calls these in order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+import em
+from pipeline import images
+
+METRICS_FILE = "metrics.json"
+SEGMENTED_FILE = "segmented.png"
+INDEXED_FILE = "indexed.png"
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The folder holding src/em.py, searched upwards from `start` (default: cwd)."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "src" / "em.py").is_file():
+            return folder
+    raise FileNotFoundError(f"no project root (a folder with src/em.py) above {here}")
+
+
+def image_path(image: str, root: Path) -> Path:
+    """The image to use: the default image when `image` is empty; a relative path is
+    taken relative to the project root (so it means the same from notebooks/)."""
+    if not image:
+        return images.default_image()
+    path = Path(image).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def output_dir(image: str, k: int, root: Path, output_dir: str = "") -> Path:
+    """output/<image-stem>/k-<K>/ unless `output_dir` is given: results of different
+    images and different K never overwrite each other."""
+    if output_dir:
+        path = Path(output_dir).expanduser()
+        return path if path.is_absolute() else root / path
+    return root / "output" / image_path(image, root).stem / f"k-{k}"
+
+
+def palette_of(mixture: em.Mixture) -> np.ndarray:
+    """The K component means as 8-bit colours: (K, 3) uint8."""
+    return np.clip(np.rint(mixture.means * 255.0), 0, 255).astype(np.uint8)
+
+
+def segment(mixture: em.Mixture, colours: np.ndarray, inverse: np.ndarray,
+            shape: tuple[int, int]) -> np.ndarray:
+    """Most probable component of every pixel: (H, W) labels.
+
+    Each distinct colour is labelled once, then the labels are spread to the pixels.
+    colours: (M, 3) in [0, 1], inverse: (H*W,) index of each pixel's colour.
+    """
+    return em.predict(mixture, colours)[inverse].reshape(shape)
+
+
+def reconstruction_error(colours: np.ndarray, counts: np.ndarray,
+                         colour_labels: np.ndarray, means: np.ndarray) -> float:
+    """Mean over pixels of the squared Euclidean RGB distance (RGB in [0, 1]) between
+    each pixel and the mean of its component: the original study's cost.
+
+    Computed once per distinct colour and weighted by its pixel count, which is
+    exactly the mean over all pixels.
+    """
+    sq = ((colours - means[colour_labels]) ** 2).sum(axis=1)
+    return float(counts @ sq / counts.sum())
+
+
+def psnr_db(error: float) -> float:
+    """PSNR of a reconstruction with peak 1: 10 log10(1 / MSE), with MSE per channel
+    = reconstruction error / 3 (the error sums the 3 channels)."""
+    return 10.0 * math.log10(3.0 / error)
+
+
+def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
+            tol: float, max_iter: int, image: str, path: Path, rgb: np.ndarray,
+            colours: np.ndarray, counts: np.ndarray, indexed_png: Path,
+            fit_seconds: float, wall_seconds: float) -> dict:
+    """Everything a run measured, as plain JSON-ready values.
+
+    colours: (M, 3) float in [0, 1], counts: (M,) pixel counts of each colour.
+    Timings live under "timing": they are the only values that differ between two
+    runs with the same inputs.
+    """
+    height, width = rgb.shape[:2]
+    n_pixels = height * width
+    colour_labels = em.predict(result, colours)
+    error = reconstruction_error(colours, counts, colour_labels, result.means)
+    palette = palette_of(result) / 255.0
+    error_png = reconstruction_error(colours, counts, colour_labels, palette)
+    png_bytes = indexed_png.stat().st_size
+    return {
+        "image": {
+            "source": str(path) if image else f"matplotlib sample data: {path.name}",
+            "name": path.stem,
+            "width": width, "height": height, "pixels": n_pixels,
+            "distinct_colours": int(len(colours)),
+            "file_bytes": path.stat().st_size,
+        },
+        "k": k, "seed": seed, "init": init if isinstance(init, str) else "explicit",
+        "n_init": n_init, "tol": tol, "max_iter": max_iter,
+        "iterations": result.n_iter,
+        "converged": bool(result.converged),
+        "reseeds": list(result.reseeds),
+        "log_likelihood": result.log_likelihood,
+        "log_likelihood_per_pixel": result.log_likelihood / n_pixels,
+        "history": [float(v) for v in result.history],
+        "restarts": [float(v) for v in result.restarts],
+        "bic": em.bic(result, colours, counts),
+        "reconstruction_error": error,
+        "reconstruction_error_png": error_png,
+        "psnr_db": psnr_db(error) if error > 0 else None,
+        "indexed_png_bytes": png_bytes,
+        "bits_per_pixel": 8.0 * png_bytes / n_pixels,
+        "compression_ratio_raw": 3.0 * n_pixels / png_bytes,
+        "compression_ratio_input": path.stat().st_size / png_bytes,
+        "model": {
+            "weights": result.weights.tolist(),
+            "means": result.means.tolist(),
+            "variances": result.variances.tolist(),
+        },
+        "timing": {"fit_seconds": fit_seconds, "wall_seconds": wall_seconds},
+    }
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    """Write JSON atomically (a reader sees the old file or the whole new one)."""
+    images.write_text_atomic(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
+
+
+def load_mixture(metrics_obj: dict) -> em.Mixture:
+    """The fitted mixture stored in a metrics.json object."""
+    model = metrics_obj["model"]
+    return em.Mixture(np.array(model["weights"]), np.array(model["means"]),
+                      np.array(model["variances"]))

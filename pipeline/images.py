@@ -1,0 +1,155 @@
+"""Images in and out: load any image as 8-bit RGB, find its distinct colours, and
+write PNG results atomically.
+
+The EM kernel (src/em.py) sees only an (N, 3) array of colours with weights; this
+module is the bridge between files and that array.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_IMAGE_NAME = "grace_hopper.jpg"  # ships with matplotlib as sample data
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message names the path."""
+
+
+def default_image() -> Path:
+    """Path of the project's default image: the photograph matplotlib ships."""
+    from matplotlib import cbook
+
+    return Path(cbook.get_sample_data(DEFAULT_IMAGE_NAME, asfileobj=False))
+
+
+def resolve_image(image: str | os.PathLike | None) -> Path:
+    """The image path to use: `image`, or the default image when it is empty."""
+    return default_image() if not image else Path(image)
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array.
+
+    Whatever the file holds: the EXIF orientation is applied (the array is what a
+    viewer shows); greyscale and palette images are expanded to RGB; 16-bit and
+    32-bit integer data are scaled to 8 bits; CMYK is converted by Pillow's formula
+    (no colour profile); an alpha channel is composited over a white background, as
+    the image looks on a white page. Raises ImageError naming the path when the
+    file is missing, is not a readable image, or has no pixels.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"image {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ImageError(f"image {str(path)!r} is not a file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except UnidentifiedImageError:
+        raise ImageError(f"image {str(path)!r} is not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise ImageError(f"image {str(path)!r} could not be decoded: {exc}") from None
+    if im.width == 0 or im.height == 0:
+        raise ImageError(f"image {str(path)!r} is empty ({im.width} x {im.height} pixels)")
+    return _to_rgb8(im)
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    """Any Pillow image -> (H, W, 3) uint8 RGB."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) greyscale: scale the data's full range to 8 bits.
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if a.max(initial=0) <= 65535 else float(a.max())
+        grey = np.rint(np.clip(a, 0, None) * (255.0 / top)).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        scale = 255.0 if a.max(initial=0) <= 1.0 else 1.0  # [0, 1] floats or 0..255
+        grey = np.rint(np.clip(a * scale, 0, 255)).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        im.mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(im.convert("RGB"))
+
+
+def distinct_colours(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct colours of an image with their pixel counts.
+
+    rgb: (H, W, 3) uint8  ->  colours (M, 3) uint8, counts (M,) int64, and
+    inverse (H*W,) int32 with colours[inverse] == the pixels in row-major order.
+    Colours are packed into 24-bit codes and counted with one bincount over the
+    2^24 possible colours: linear time, no sort.
+    """
+    pixels = rgb.reshape(-1, 3)
+    codes = (pixels[:, 0].astype(np.uint32) << 16) | (pixels[:, 1].astype(np.uint32) << 8) \
+        | pixels[:, 2]
+    counts_all = np.bincount(codes, minlength=1 << 24)
+    present = np.flatnonzero(counts_all)
+    lookup = np.empty(1 << 24, dtype=np.int32)
+    lookup[present] = np.arange(len(present), dtype=np.int32)
+    inverse = lookup[codes]
+    colours = np.stack([(present >> 16) & 255, (present >> 8) & 255, present & 255], axis=1)
+    return colours.astype(np.uint8), counts_all[present], inverse
+
+
+# ------------------------------------------------------------------ atomic output
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside `path`; rename it onto `path` only on success.
+
+    A reader never sees a half-written file: either the old file or the new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """(H, W, 3) uint8 -> an RGB PNG, written atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp, format="PNG", optimize=True)
+
+
+def save_indexed_png(path: str | os.PathLike, labels: np.ndarray,
+                     palette: np.ndarray) -> None:
+    """The compressed image: a palette of K <= 256 colours and one index per pixel.
+
+    labels: (H, W) integers in [0, K), palette: (K, 3) uint8. Indices are stored
+    with the fewest bits PNG allows for K colours (1, 2, 4 or 8), written atomically.
+    """
+    k = len(palette)
+    if not 1 <= k <= 256:
+        raise ValueError(f"an indexed PNG holds 1 to 256 colours, got a palette of {k}")
+    if labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"labels must lie in [0, {k}), got [{labels.min()}, {labels.max()}]")
+    bits = next(b for b in (1, 2, 4, 8) if k <= 1 << b)
+    h, w = labels.shape
+    im = Image.frombytes("P", (w, h), labels.astype(np.uint8).tobytes())
+    im.putpalette(palette.astype(np.uint8).ravel().tolist(), rawmode="RGB")
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG", optimize=True, bits=bits)

@@ -65,9 +65,25 @@ $(OUT)/k-%/experiment.ipynb: notebooks/experiment.ipynb $(CODE) $(wildcard $(IMA
 	  -p image '$(IMAGE)' -p k $* -p seed $(SEED) -p init '$(INIT)' -p n_init $(N_INIT) \
 	  -p tol $(TOL) -p max_iter $(MAX_ITER) -p output_dir '$(abspath $(@D))'
 
-# ---- Report (until the report notebook exists: the executed experiment notebooks)
-report: $(RUNS) ## Fit every K and render the report (the default goal)
-	@echo "Experiments for $(STEM): $(OUT)/k-{$(shell echo $(KS) | tr ' ' ,)}"
+# ---- Report: the derivation and the results, rendered to HTML and PDF
+# The default image's report goes to report/ (committed); another image's to output/<image>/report/.
+REPORT_DIR := $(if $(IMAGE),$(OUT)/report,report)
+
+report: $(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf ## Fit every K and render the report (the default goal)
+
+output/derivation.ipynb: notebooks/derivation.ipynb $(CODE) $(ENV)
+	$(RUN_NOTEBOOK) notebooks/derivation.ipynb $@ --cwd notebooks
+
+$(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(CODE) $(wildcard output/bench/bench.json)
+	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks \
+	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS)' -p image '$(IMAGE)' \
+	  -p figures_dir '$(abspath $(REPORT_DIR))/figures'
+
+$(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb
+	$(PY) -m pipeline.render html output/derivation.ipynb $(OUT)/report.ipynb $@
+
+$(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb
+	$(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
 
 # ---- Checks
 test: $(DEV) ## Run the test suite

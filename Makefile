@@ -96,14 +96,24 @@ bench-quick: $(DEV) ## The benchmark in under a minute
 	$(PY) benchmarks/bench_em.py --quick
 
 # ---- Working in Jupyter
-lab: $(ENV) ## Open JupyterLab on notebooks/ with the project's environment
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-lab.txt
-	cd notebooks && ../$(VENV)/bin/jupyter lab
+# JupyterLab gets an environment of its own (see requirements-lab.txt for why); the
+# kernel the notebooks name, python3, is pointed at the project's environment.
+LAB := .venv-lab
+
+$(LAB)/.installed: requirements-lab.txt $(ENV)
+	test -x $(LAB)/bin/python || $(PYTHON) -m venv $(LAB)
+	$(LAB)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lab.txt
+	$(PY) -m ipykernel install --prefix $(abspath $(LAB)) --name python3 \
+	  --display-name "Python 3 (project .venv)"
+	touch $@
+
+lab: $(LAB)/.installed ## Open JupyterLab on notebooks/ with the project's kernel
+	$(LAB)/bin/jupyter lab --notebook-dir=notebooks
 
 clean: ## Delete every generated result (output/), keep the environment
 	find output -mindepth 1 -not -name .gitkeep -delete
 
-distclean: clean ## Also delete the environment (.venv)
-	rm -rf $(VENV)
+distclean: clean ## Also delete the environments (.venv, .venv-lab)
+	rm -rf $(VENV) $(LAB)
 
 FORCE:

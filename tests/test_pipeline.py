@@ -1,0 +1,274 @@
+"""The reproducible pipeline: image loading, outputs, the experiment notebook under
+papermill, and the Makefile's incremental and parallel runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import papermill
+import pytest
+from PIL import Image
+
+import em
+from pipeline import experiment, images
+from pipeline.run_notebook import run as run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "experiment.ipynb"
+
+
+@pytest.fixture(scope="module")
+def small_image(tmp_path_factory) -> Path:
+    """The default photograph shrunk to 64 x 75 pixels (thousands of colours)."""
+    path = tmp_path_factory.mktemp("img") / "small.png"
+    rgb = images.load_rgb(images.default_image())
+    Image.fromarray(rgb).resize((64, 75), Image.Resampling.BILINEAR).save(path)
+    return path
+
+
+# ------------------------------------------------------------------ loading images
+
+def _save(tmp_path, name, im, **kw) -> Path:
+    path = tmp_path / name
+    im.save(path, **kw)
+    return path
+
+
+def test_rgb_jpeg_round_trip_is_the_decoded_image(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    path = _save(tmp_path, "a.png", Image.fromarray(rgb))
+    loaded = images.load_rgb(path)
+    assert loaded.dtype == np.uint8 and loaded.shape == (20, 30, 3)
+    assert np.array_equal(loaded, rgb)
+
+
+def test_greyscale_and_palette_become_rgb(tmp_path):
+    grey = np.arange(200, dtype=np.uint8).reshape(10, 20)
+    loaded = images.load_rgb(_save(tmp_path, "g.png", Image.fromarray(grey)))
+    assert loaded.shape == (10, 20, 3)
+    assert np.array_equal(loaded[:, :, 0], grey) and np.array_equal(loaded[:, :, 2], grey)
+
+    pal = Image.frombytes("P", (4, 1), bytes([0, 1, 2, 1]))
+    pal.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255])
+    loaded = images.load_rgb(_save(tmp_path, "p.png", pal))
+    assert loaded[0].tolist() == [[255, 0, 0], [0, 255, 0], [0, 0, 255], [0, 255, 0]]
+
+
+def test_sixteen_bit_greyscale_is_scaled_to_eight_bits(tmp_path):
+    values = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
+    loaded = images.load_rgb(_save(tmp_path, "g16.png", Image.fromarray(values)))
+    assert loaded[0, :, 0].tolist() == [0, 100, 255]
+
+
+def test_alpha_is_composited_over_white(tmp_path):
+    rgba = np.array([[[10, 20, 30, 255], [10, 20, 30, 0], [200, 0, 0, 128]]], dtype=np.uint8)
+    loaded = images.load_rgb(_save(tmp_path, "a.png", Image.fromarray(rgba, "RGBA")))
+    assert loaded[0, 0].tolist() == [10, 20, 30]        # opaque: unchanged
+    assert loaded[0, 1].tolist() == [255, 255, 255]     # transparent: white page
+    expected = np.rint(np.array([200, 0, 0]) * 128 / 255 + 255 * (1 - 128 / 255))
+    assert np.abs(loaded[0, 2].astype(int) - expected).max() <= 1
+
+
+def test_cmyk_is_converted(tmp_path):
+    cmyk = Image.new("CMYK", (3, 2), (0, 255, 255, 0))  # full magenta + yellow = red
+    loaded = images.load_rgb(_save(tmp_path, "c.tif", cmyk))
+    assert loaded.shape == (2, 3, 3) and loaded[0, 0].tolist() == [255, 0, 0]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    rgb = np.zeros((10, 30, 3), dtype=np.uint8)
+    rgb[:, :5] = 255  # a white band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = _save(tmp_path, "o.jpg", Image.fromarray(rgb), exif=exif, quality=95)
+    loaded = images.load_rgb(path)
+    assert loaded.shape == (30, 10, 3)               # displayed upright: portrait
+    assert loaded[:5].mean() > 200 and loaded[-5:].mean() < 50  # band now at the top
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.jpg", "does not exist"),
+    (lambda d: d, "is not a file"),
+    (lambda d: (d / "notes.jpg").write_text("not an image") and d / "notes.jpg",
+     "not an image file"),
+    (lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png", "not an image file"),
+    (lambda d: (d / "cut.png").write_bytes(
+        (images.default_image().read_bytes())[:2000]) and d / "cut.png", "could not be decoded"),
+])
+def test_bad_images_are_refused_with_the_path(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(images.ImageError, match=message) as info:
+        images.load_rgb(path)
+    assert str(path) in str(info.value)
+
+
+def test_distinct_colours_rebuild_the_image():
+    rgb = np.random.default_rng(1).integers(0, 4, (50, 40, 3), dtype=np.uint8) * 60
+    colours, counts, inverse = images.distinct_colours(rgb)
+    assert np.array_equal(colours[inverse].reshape(rgb.shape), rgb)
+    assert counts.sum() == 50 * 40 and len(np.unique(colours, axis=0)) == len(colours)
+    assert np.array_equal(np.bincount(inverse), counts)
+
+
+def test_indexed_png_holds_the_palette_and_indices(tmp_path):
+    rng = np.random.default_rng(2)
+    for k, bits in ((2, 1), (4, 2), (16, 4), (17, 8), (128, 8)):
+        labels = rng.integers(0, k, (30, 20))
+        palette = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+        path = tmp_path / f"k{k}.png"
+        images.save_indexed_png(path, labels, palette)
+        with Image.open(path) as im:
+            assert im.mode == "P"
+            assert np.array_equal(np.asarray(im.convert("RGB")), palette[labels])
+        assert path.read_bytes()[24] == bits  # PNG IHDR bit depth
+    with pytest.raises(ValueError, match="1 to 256 colours"):
+        images.save_indexed_png(tmp_path / "x.png", np.zeros((2, 2), int), np.zeros((300, 3)))
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "metrics.json"
+    images.write_text_atomic(path, "old")
+    with pytest.raises(RuntimeError):
+        with images.atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+# ------------------------------------------------------- the experiment notebook
+
+def _run_experiment(image: Path, out: Path, k: int = 3, **params):
+    parameters = {"image": str(image), "k": k, "n_init": 1, "seed": 0, "output_dir": str(out), **params}
+    run_notebook(NOTEBOOK, out / "experiment.ipynb", parameters, cwd=ROOT / "notebooks",
+                 progress_bar=False)
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def two_runs(small_image, tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    return [(base / name, _run_experiment(small_image, base / name)) for name in ("a", "b")]
+
+
+def test_experiment_writes_every_output(two_runs):
+    out, _ = two_runs[0]
+    for name in ("segmented.png", "indexed.png", "metrics.json", "experiment.ipynb"):
+        assert (out / name).is_file(), name
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_metrics_agree_with_the_files(two_runs, small_image):
+    out, m = two_runs[0]
+    original = images.load_rgb(small_image).astype(np.float64) / 255
+    segmented = np.asarray(Image.open(out / "segmented.png").convert("RGB"))
+    with Image.open(out / "indexed.png") as im:
+        indices = np.asarray(im)
+        palette = np.array(im.getpalette()[: 3 * m["k"]], dtype=np.uint8).reshape(-1, 3)
+    # The compressed form decodes to the segmented image exactly.
+    assert np.array_equal(palette[indices], segmented)
+    assert len(np.unique(indices)) <= m["k"] == len(palette)
+    # Reconstruction error recomputed from the PNGs.
+    error_png = ((original - segmented / 255) ** 2).sum(axis=2).mean()
+    assert m["reconstruction_error_png"] == pytest.approx(error_png, rel=1e-12)
+    # The study's error uses the unrounded means: within rounding of the 8-bit palette.
+    assert abs(m["reconstruction_error"] - error_png) < 3 * (1 / 255) ** 2
+    assert m["psnr_db"] == pytest.approx(10 * np.log10(3 / m["reconstruction_error"]))
+    # Sizes and rates.
+    n = m["image"]["pixels"]
+    assert (m["image"]["width"], m["image"]["height"], n) == (64, 75, 64 * 75)
+    assert m["indexed_png_bytes"] == (out / "indexed.png").stat().st_size
+    assert m["bits_per_pixel"] == pytest.approx(8 * m["indexed_png_bytes"] / n)
+    assert m["compression_ratio_raw"] == pytest.approx(3 * n / m["indexed_png_bytes"])
+    assert m["compression_ratio_input"] == pytest.approx(
+        small_image.stat().st_size / m["indexed_png_bytes"])
+    # Likelihood bookkeeping and BIC.
+    assert len(m["history"]) == m["iterations"] + 1
+    assert m["history"][-1] == m["log_likelihood"]
+    assert m["log_likelihood_per_pixel"] == pytest.approx(m["log_likelihood"] / n)
+    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(m["history"], m["history"][1:]))
+    assert m["bic"] == pytest.approx(-2 * m["log_likelihood"] + (3 - 1 + 9 + 3) * np.log(n))
+    # The stored model labels the pixels as the segmented image shows.
+    mixture = experiment.load_mixture(m)
+    labels = em.predict(mixture, original.reshape(-1, 3))
+    assert np.array_equal(experiment.palette_of(mixture)[labels].reshape(segmented.shape),
+                          segmented)
+
+
+def test_same_parameters_give_identical_results(two_runs):
+    (a, ma), (b, mb) = two_runs
+    ma.pop("timing"), mb.pop("timing")
+    assert ma == mb
+    for name in ("segmented.png", "indexed.png"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+def test_a_different_seed_can_differ(small_image, tmp_path, two_runs):
+    other = _run_experiment(small_image, tmp_path / "s", k=3, seed=5, init="random")
+    assert other["seed"] == 5 and other["init"] == "random"
+    assert other["history"] != two_runs[0][1]["history"]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.png", None, "does not exist"),
+    ("text.png", b"hello", "not an image file"),
+])
+def test_bad_image_stops_the_notebook_with_its_path(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        _run_experiment(path, tmp_path / "out")
+    assert info.value.ename == "ImageError"
+    assert message in info.value.evalue and str(path) in info.value.evalue
+    assert not (tmp_path / "out" / "metrics.json").exists()
+    assert not (tmp_path / "out" / "experiment.ipynb").exists()
+
+
+# ------------------------------------------------------------------ the Makefile
+
+@pytest.fixture()
+def project_copy(tmp_path):
+    """A copy of the project that shares this test's environment (no reinstall)."""
+    for item in ("Makefile", "src", "pipeline", "notebooks"):
+        source = ROOT / item
+        (shutil.copytree if source.is_dir() else shutil.copy2)(
+            source, tmp_path / item, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                         if source.is_dir() else {}))
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    venv = Path(sys.prefix)
+    if not (venv / ".installed").exists():
+        pytest.skip(f"run through `make test`: {venv} is not the project's environment")
+    return tmp_path, venv
+
+
+def _make(cwd: Path, venv: Path, *args: str) -> str:
+    done = subprocess.run(["make", f"VENV={venv}", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def test_make_reruns_a_k_only_when_its_inputs_change(project_copy, small_image):
+    cwd, venv = project_copy
+    args = ("experiments", f"IMAGE={small_image}", "KS=2 3", "N_INIT=1")
+    metrics = cwd / "output" / "small" / "k-2" / "metrics.json"
+    first = _make(cwd, venv, "-j2", *args)  # two papermill runs at once
+    assert first.count("pipeline.run_notebook") == 2
+    stamp = metrics.stat().st_mtime_ns
+
+    again = _make(cwd, venv, *args)
+    assert "pipeline.run_notebook" not in again and metrics.stat().st_mtime_ns == stamp
+
+    new_seed = _make(cwd, venv, *args, "SEED=1")  # a parameter changed: both K rerun
+    assert new_seed.count("pipeline.run_notebook") == 2
+
+    os.utime(cwd / "src" / "em.py")  # the kernel changed
+    assert _make(cwd, venv, *args, "SEED=1").count("pipeline.run_notebook") == 2

@@ -159,7 +159,9 @@ def e_step(X: np.ndarray, mixture: Mixture) -> tuple[np.ndarray, np.ndarray]:
 
     X: (N, D)  ->  log_resp (N, K), log_norm (N,) where log_norm_n = log p(x_n).
     """
-    log_joint = np.log(mixture.weights) + log_prob(X, mixture.means, mixture.variances)
+    with np.errstate(divide="ignore"):  # a weight of exactly 0 gives log 0 = -inf
+        log_w = np.log(mixture.weights)
+    log_joint = log_w + log_prob(X, mixture.means, mixture.variances)
     log_norm = _logsumexp_rows(log_joint.copy())
     return log_joint - log_norm[:, None], log_norm
 
@@ -302,18 +304,24 @@ def _em_pass(blocks: _Blocks, mixture: Mixture):
 def _m_step_from_stats(blocks: _Blocks, stats: np.ndarray, total_weight: float,
                        var_floor: float, worst: int):
     """M-step; a component that lost all its weight is re-seeded on the sample the
-    current mixture explains worst. Returns (mixture, whether a re-seed happened)."""
+    current mixture explains worst. Returns (mixture, whether a re-seed happened).
+
+    Only the first dead component is re-seeded: the pass knows one worst sample, and
+    two components re-seeded on it would be identical and stay identical forever.
+    Any other dead component keeps weight 0 (it then stays dead) and is re-seeded at
+    a later iteration, on the sample worst explained by then."""
     mixture, dead = _statistics_to_mixture(stats, total_weight, var_floor)
     means = mixture.means + blocks.shift
     if not dead.any():
         return Mixture(mixture.weights, means, mixture.variances), False
     weights, variances = mixture.weights.copy(), mixture.variances.copy()
     live = ~dead
-    worst_x = blocks.xa64[worst, :-2] + blocks.shift
-    means[dead] = worst_x
-    variances[dead] = np.average(variances[live], weights=weights[live]) if live.any() \
+    first = np.flatnonzero(dead)[0]
+    weights[dead] = 0.0
+    means[first] = blocks.xa64[worst, :-2] + blocks.shift
+    variances[first] = np.average(variances[live], weights=weights[live]) if live.any() \
         else variances.max()
-    weights[dead] = blocks.w[worst] / total_weight
+    weights[first] = blocks.w[worst] / total_weight
     weights /= weights.sum()
     return Mixture(weights, means, variances), True
 
@@ -379,7 +387,7 @@ def fit(X, k, *, weights=None, init="kmeans++", n_init: int = 1, tol: float = 1e
                and all sums in float64).
     k:         number of components, an integer >= 1.
     weights:   (N,) non-negative sample weights (e.g. pixel counts of distinct
-               colours); None means all ones.
+               colours); None means all ones. Samples of weight 0 are ignored.
     init:      "kmeans++" (weighted k-means++ seeding), "random" (the original
                study's: means at k random samples, variances uniform in (0, 1),
                equal weights), or explicit initial parameters: a Mixture or a
@@ -396,6 +404,11 @@ def fit(X, k, *, weights=None, init="kmeans++", n_init: int = 1, tol: float = 1e
                the number of threads, and differ across block sizes only by rounding.
     """
     X, w, k, dtype = _validate(X, k, weights, tol, max_iter, n_init, var_floor)
+    if not w.all():
+        # A sample of weight 0 adds nothing to any sum, but it may be the sample the
+        # mixture explains worst: a component re-seeded there would get weight 0,
+        # die again and be re-seeded there at every iteration.
+        X, w = X[w > 0], w[w > 0]
     total_weight = float(w.sum())
     explicit = not isinstance(init, str)
     if explicit:

@@ -397,13 +397,16 @@ def fit(X, k, *, weights=None, init="kmeans++", n_init: int = 1, tol: float = 1e
     tol:       stop when the gain in log-likelihood per unit of sample weight
                (per pixel) between iterations falls below tol.
     max_iter:  iterations at most; stopping there issues a ConvergenceWarning.
-    seed:      seed of numpy.random.default_rng, the only source of randomness.
+    seed:      seed of numpy.random.default_rng (an integer >= 0), the only
+               source of randomness.
     var_floor: smallest variance a component may take (default: the quantisation
                variance of 8-bit data scaled to [0, 1]).
-    block_rows: rows per block (default: chosen from k); results do not depend on
-               the number of threads, and differ across block sizes only by rounding.
+    block_rows: rows per block, an integer >= 1 (default None: chosen from k);
+               results do not depend on the number of threads, and differ across
+               block sizes only by rounding.
     """
-    X, w, k, dtype = _validate(X, k, weights, tol, max_iter, n_init, var_floor)
+    X, w, k, dtype = _validate(X, k, weights, tol, max_iter, n_init, var_floor,
+                               seed, block_rows)
     if not w.all():
         # A sample of weight 0 adds nothing to any sum, but it may be the sample the
         # mixture explains worst: a component re-seeded there would get weight 0,
@@ -521,15 +524,18 @@ def n_parameters(k: int, d: int) -> int:
 def bic(mixture: Mixture, X, weights=None) -> float:
     """Bayesian information criterion -2 log L + p log n (lower is better), where n
     is the total sample weight (the number of pixels for distinct colours)."""
+    log_l = log_likelihood(mixture, X, weights)  # validates X and weights
     n = len(X) if weights is None else float(np.sum(weights))
-    return (-2.0 * log_likelihood(mixture, X, weights)
-            + n_parameters(mixture.k, mixture.d) * math.log(n))
+    return -2.0 * log_l + n_parameters(mixture.k, mixture.d) * math.log(n)
 
 
 # --------------------------------------------------------------------- validation
 
 def _validate_samples(X, name: str, d: int | None = None) -> np.ndarray:
-    X = np.asarray(X)
+    try:
+        X = np.asarray(X)
+    except ValueError as error:  # e.g. ragged nested lists
+        raise ValueError(f"{name} must be a numeric 2-D array: {error}") from None
     if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise ValueError(f"{name} must be a numeric array, got dtype {X.dtype}")
     if np.iscomplexobj(X):
@@ -549,8 +555,11 @@ def _validate_samples(X, name: str, d: int | None = None) -> np.ndarray:
 
 
 def _validate_weights(weights, n: int) -> np.ndarray:
-    w = np.asarray(weights, dtype=np.float64) if not isinstance(weights, np.ndarray) \
-        else weights.astype(np.float64, copy=False)
+    try:
+        w = np.asarray(weights, dtype=np.float64) if not isinstance(weights, np.ndarray) \
+            else weights.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"weights must be a numeric array: {error}") from None
     if w.shape != (n,):
         raise ValueError(f"weights must have shape ({n},) to match X, got {w.shape}")
     if not np.isfinite(w).all():
@@ -562,7 +571,11 @@ def _validate_weights(weights, n: int) -> np.ndarray:
     return w
 
 
-def _validate(X, k, weights, tol, max_iter, n_init, var_floor):
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _validate(X, k, weights, tol, max_iter, n_init, var_floor, seed=0, block_rows=None):
     X = _validate_samples(X, "X")
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise ValueError(f"k must be an integer, got {k!r}")
@@ -572,11 +585,16 @@ def _validate(X, k, weights, tol, max_iter, n_init, var_floor):
     if k > np.count_nonzero(w):
         raise ValueError(f"k (={k}) exceeds the number of samples with positive "
                          f"weight ({np.count_nonzero(w)})")
-    if not (isinstance(tol, numbers.Real) and tol > 0):
+    if not (isinstance(tol, numbers.Real) and not isinstance(tol, bool)
+            and tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a positive number, got {tol!r}")
     for name, value in (("max_iter", max_iter), ("n_init", n_init)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        if not _is_integer(value) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if block_rows is not None and (not _is_integer(block_rows) or block_rows < 1):
+        raise ValueError(f"block_rows must be None or an integer >= 1, got {block_rows!r}")
+    if not _is_integer(seed) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if not (isinstance(var_floor, numbers.Real) and var_floor > 0 and math.isfinite(var_floor)):
         raise ValueError(f"var_floor must be a positive number, got {var_floor!r}")
     return X, w, int(k), X.dtype.type
@@ -589,7 +607,10 @@ def _validate_init(init, k: int, d: int) -> Mixture:
     except (TypeError, ValueError):
         raise ValueError("init must be 'kmeans++', 'random', a Mixture or a "
                          "(weights, means, variances) tuple") from None
-    pi, mu, var = (np.asarray(a, dtype=np.float64) for a in (pi, mu, var))
+    try:
+        pi, mu, var = (np.asarray(a, dtype=np.float64) for a in (pi, mu, var))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"init parameters must be numeric arrays: {error}") from None
     if pi.shape != (k,) or mu.shape != (k, d) or var.shape != (k,):
         raise ValueError(f"init parameters must have shapes ({k},), ({k}, {d}), ({k},); "
                          f"got {pi.shape}, {mu.shape}, {var.shape}")

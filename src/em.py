@@ -274,25 +274,52 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+# Row sums below this are recomputed with the exact row maximum (see _em_pass).
+_TINY_SUM = {np.float64: 1e-200, np.float32: 1e-30}
+
+
 def _em_pass(blocks: _Blocks, mixture: Mixture):
     """One E-step over all blocks, accumulating the next M-step's statistics.
 
     Returns (total log-likelihood of `mixture`, stats (K, D+2) float64 measured from
     blocks.shift, index of the worst-explained sample).
+
+    Log-sum-exp needs a shift per row that keeps exp() from overflowing. Instead of
+    the row maximum (a pass over the block), use a bound: a log-density never exceeds
+    its value at the mean, so L_nk <= log pi_k - D/2 log(2 pi sigma_k^2) =: c_k, and
+    after subtracting max_k c_k (folded into the matrix product) every term is <= 1.
+    Rows whose terms all underflow (samples far from every component) get their sum
+    recomputed with the exact maximum.
     """
-    coef = _log_joint_coefficients(mixture, blocks.shift, blocks.dtype)
+    d = mixture.d
+    coef = _log_joint_coefficients(mixture, blocks.shift, np.float64)
+    with np.errstate(divide="ignore"):
+        upper = float(np.max(np.log(mixture.weights)
+                             - 0.5 * d * (LOG_2PI + np.log(mixture.variances))))
+    coef[d + 1] -= upper
+    coef = coef.astype(blocks.dtype, copy=False)
+    tiny = _TINY_SUM[blocks.dtype]
 
     def one_block(sl):
-        resp = blocks.log_joint(sl, coef)
-        row_max, row_sum = _exp_shifted_rows(resp)  # resp holds exp(L - max) now
-        log_norm = row_max + np.log(row_sum)
-        # r_nk w_n = exp(L_nk - max_n) * w_n / row_sum_n: fold w_n / row_sum_n into the
-        # (rows, D+2) samples rather than scaling the (rows, K) block.
+        resp = blocks.log_joint(sl, coef)           # L_nk - upper <= 0
+        np.exp(resp, out=resp)
+        row_sum = resp.sum(axis=1, dtype=np.float64)
+        shift = np.full(len(row_sum), upper)
+        low = np.flatnonzero(row_sum < tiny)
+        if len(low):
+            redo = blocks.log_joint(slice(sl.start + low[0], sl.start + low[-1] + 1), coef)
+            redo = redo[low - low[0]]
+            row_max, row_sum[low] = _exp_shifted_rows(redo)
+            resp[low] = redo
+            shift[low] += row_max
+        log_norm = shift + np.log(row_sum)
+        # r_nk w_n = exp(L_nk - shift_n) * w_n / row_sum_n: fold w_n / row_sum_n into
+        # the (rows, D+2) samples rather than scaling the (rows, K) block.
         scaled = blocks.xa64[sl] * (blocks.w[sl] / row_sum)[:, None]
         stats = resp.T.astype(np.float64, copy=False) @ scaled  # sums in float64
         worst = int(np.argmin(log_norm))
-        return (float(blocks.w[sl] @ log_norm.astype(np.float64)), stats,
-                float(log_norm[worst]), sl.start + worst)
+        return (float(blocks.w[sl] @ log_norm), stats, float(log_norm[worst]),
+                sl.start + worst)
 
     parts = blocks.map(one_block)
     total = math.fsum(p[0] for p in parts)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from matplotlib import cbook
 from PIL import Image
+from scipy.special import logsumexp
 from scipy.stats import norm
 
 import em
@@ -213,6 +214,36 @@ def test_steps_agree_with_reference():
         assert_close(got.weights, want[0], 1e-10, "m_step weights")
         assert_close(got.means, want[1], 1e-10, "m_step means", elementwise=False)
         assert_close(got.variances, want[2], 1e-10, "m_step variances")
+
+
+def test_samples_far_from_every_component_stay_exact():
+    """Samples whose densities underflow to 0 under every component (here: thousands
+    of standard deviations away) go through the kernel's exact-maximum fallback: the
+    log-likelihood and one EM step still match the reference computed in the log
+    domain, in float64 and, with float32's bound, in float32."""
+    rng = np.random.default_rng(7)
+    near = rng.normal(0.5, 0.01, size=(300, 3))
+    far = rng.uniform(-40.0, 40.0, size=(20, 3))
+    X = np.vstack([near, far])
+    init = (np.array([0.5, 0.3, 0.2]), np.array([[0.5, 0.5, 0.5], [0.49, 0.5, 0.51],
+                                                 [0.52, 0.5, 0.48]]),
+            np.array([1e-4, 2e-4, 3e-4]))
+    log_joint = np.log(init[0]) + ref_log_prob(X, init[1], init[2])
+    assert np.exp(log_joint[-20:]).max() == 0.0, "far samples should underflow"
+    log_density = logsumexp(log_joint, axis=1)
+    resp = np.exp(log_joint - log_density[:, None])
+    weights, means, variances = ref_m_step(X, np.ones(len(X)), resp)
+
+    assert_close(em.score_samples(em.Mixture(*init), X), log_density, 1e-12, "log p(x)")
+    assert_close(em.log_likelihood(em.Mixture(*init), X), log_density.sum(), 1e-12, "log L")
+    result = fixed_iterations(X, 3, init, 1)
+    assert_close(result.history[0], log_density.sum(), 1e-12, "history[0]")
+    assert_close(result.weights, weights, 1e-9, "weights")
+    assert_close(result.means, means, 1e-9, "means", elementwise=False)
+    assert_close(result.variances, variances, 1e-9, "variances")
+    result32 = fixed_iterations(X.astype(np.float32), 3, init, 1)
+    assert np.isfinite(result32.history).all()
+    assert_close(result32.history[0], log_density.sum(), 1e-5, "float32 history[0]")
 
 
 def test_m_step_applies_the_variance_floor():

@@ -79,10 +79,38 @@ $(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(CODE) $(wildcard output/be
 	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS)' -p image '$(IMAGE)' \
 	  -p figures_dir '$(abspath $(REPORT_DIR))/figures'
 
-$(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb
+# The HTML needs pandoc (maths as MathML; without it the maths shows as TeX source), the PDF
+# XeLaTeX and pandoc. As root with apt-get they are installed when missing; elsewhere the PDF
+# step stops with a message naming the packages, after the HTML is made (order-only prerequisite).
+TEX_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc
+APT_GET      := DEBIAN_FRONTEND=noninteractive apt-get
+ROOT_WITH_APT = [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
+define ensure_tex
+@if ! command -v xelatex >/dev/null || ! command -v pandoc >/dev/null; then \
+	  if $(ROOT_WITH_APT); then \
+	    echo "Installing XeLaTeX and pandoc for the PDF (about 80 s): $(TEX_PACKAGES)"; \
+	    $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $(TEX_PACKAGES); \
+	  else \
+	    echo "The PDF needs xelatex and pandoc: install the Debian/Ubuntu packages" >&2; \
+	    echo "  $(TEX_PACKAGES)" >&2; \
+	    echo "(as root: make tex), or a TeX distribution with XeLaTeX and pandoc, then run make again." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+endef
+
+.PHONY: tex
+tex: ## Install XeLaTeX and pandoc for the PDF (Debian/Ubuntu as root, about 80 s)
+	$(ensure_tex)
+
+$(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb pipeline/render.py $(ENV)
+	@command -v pandoc >/dev/null || ! $(ROOT_WITH_APT) || \
+	  { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends pandoc; } || \
+	  echo "pandoc could not be installed: the HTML's maths will show as TeX source" >&2
 	$(PY) -m pipeline.render html output/derivation.ipynb $(OUT)/report.ipynb $@
 
-$(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb
+$(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb pipeline/render.py $(ENV) | $(REPORT_DIR)/report.html
+	$(ensure_tex)
 	$(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
 
 # ---- Checks

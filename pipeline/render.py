@@ -1,0 +1,702 @@
+"""Render the report: the executed results notebook and the executed derivation,
+merged into one document, as one self-contained HTML file or as a PDF.
+
+    python -m pipeline.render html DERIVATION.ipynb REPORT.ipynb OUT.html
+    python -m pipeline.render pdf  DERIVATION.ipynb REPORT.ipynb OUT.pdf
+
+The document
+------------
+The results notebook comes first, whole: its level-1 heading is the title of the
+document and is the only level-1 heading, so the reader sees the title, the summary
+and the headline results before anything else. The derivation follows as an appendix:
+its headings move one level down and its title becomes "Appendix: <title>". In the
+PDF the title goes to LaTeX's \\maketitle and every other heading moves one level up,
+so the results' sections and the appendix are \\section's; sections are not numbered
+by LaTeX, as the notebooks number their own.
+
+What a reader does not see: every code cell's input; code cells without output; the
+papermill `parameters` and `injected-parameters` cells (and any cell tagged
+`remove-cell`, or outputs of a cell tagged `remove-output`); stderr streams
+(warnings, progress bars); text-only results that are just an object's repr such as
+`<Figure size 640x480 with 1 Axes>`; papermill's and Jupyter's execution metadata.
+A Markdown, LaTeX or image output loses its text/plain alternative, so neither exporter
+can fall back to `<IPython.core.display.Markdown object>`.
+
+HTML: one file, no network
+--------------------------
+nbconvert's "lab" template with its CSS inlined, but without any <script>: no
+require.js, no MathJax, no Mermaid, all of which it would load from a CDN. Images,
+from outputs and from Markdown (`![](path)`, `<img src=path>`, relative paths
+resolved against the notebook's working directory), are embedded as data: URIs; an
+image that cannot be found, or a remote one, stops the render. Maths is converted to
+MathML by pandoc (`pandoc --mathml`, for Markdown cells, Markdown outputs and LaTeX
+outputs), which every current browser renders natively with no script; the TeX
+source stays in each formula's <annotation>. (pandoc 2.17's TeX reader does not know
+\\Bigl and \\Bigm: they are read as \\Big, which only changes the spacing.) Without
+pandoc the HTML still renders, with nbconvert's own Markdown renderer, and the
+maths then shows as its TeX source: readable, not typeset; a warning says so.
+
+PDF: XeLaTeX
+------------
+nbconvert's PDF exporter runs xelatex (three passes, no bibtex) on nbconvert's
+LaTeX template with a few changes: figures fit within the text width and 80 % of the
+text height; Markdown tables (pandoc longtables) are set in \\small; the date is
+fixed (below). It needs xelatex and pandoc: on Debian/Ubuntu the packages
+texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc (`make tex`
+installs them as root). Without them this command stops with exit status 3 and a
+message naming them.
+
+Reproducible
+------------
+Two renders of the same executed notebooks give the same bytes, HTML and PDF. The
+merged notebook keeps no execution timestamps, and its cell ids are renumbered. The
+date of the document is the end of the newest execution of the two notebooks
+(papermill's end_time; failing that the newest cell execution time), in UTC: it is
+the PDF's \\date, and SOURCE_DATE_EPOCH with FORCE_SOURCE_DATE=1 for xelatex and
+xdvipdfmx, which then write it as /CreationDate and /ModDate and derive the /ID and
+the font-subset tags from it instead of from the clock and a random number. Notebooks
+with no execution time get the epoch 0 and no date. Outputs are byte-identical only
+for the same versions of nbconvert, pandoc and TeX Live.
+
+Atomic
+------
+The output is written to a temporary file in its own folder and renamed onto OUT
+only when complete: a failed render leaves any previous OUT as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import copy
+import datetime as dt
+import mimetypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from bs4 import BeautifulSoup
+from jinja2 import DictLoader, pass_context
+from nbconvert.exporters import HTMLExporter, PDFExporter
+from nbconvert.exporters.pdf import LatexFailed
+
+TEX_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
+REMOVED_CELL_TAGS = {"parameters", "injected-parameters", "remove-cell"}
+# Output types that both the HTML and the LaTeX exporter show: with one of them, an
+# output's text/plain alternative goes (a text/html-only output keeps its text for the PDF).
+RENDERED_BY_BOTH = {"text/markdown", "text/latex", "image/png", "image/jpeg"}
+APPENDIX_PREFIX = "Appendix: "
+MARKDOWN_FORMAT = "markdown+tex_math_double_backslash"   # nbconvert's reader for LaTeX
+
+# A text/plain result that only names an object: "<Figure size 640x480 with 1 Axes>",
+# "<matplotlib.legend.Legend at 0x7f...>", "[<matplotlib.lines.Line2D at 0x...>]".
+OBJECT_REPR = re.compile(r"^\[?<[^<>\n]*>(, <[^<>\n]*>)*\]?$")
+ATX_HEADING = re.compile(r"^( {0,3})(#{1,6})(?=[ \t]|$)")
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+TEXMATH_UNKNOWN = re.compile(r"\\(big|Big|bigg|Bigg)[lmr](?![A-Za-z])")
+
+
+class RenderError(Exception):
+    """A render that cannot be done; the message says why."""
+
+
+class MissingTool(RenderError):
+    """xelatex or pandoc is not installed."""
+
+
+# ---------------------------------------------------------------------------
+# Markdown headings
+
+
+def _map_headings(markdown: str, change) -> str:
+    """Apply change(level, text) -> (level, text) | None to every ATX heading outside
+    fenced code blocks; None deletes the heading line."""
+    out, fence = [], None
+    for line in markdown.splitlines(keepends=True):
+        m = FENCE.match(line)
+        if fence:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = None
+            out.append(line)
+            continue
+        if m:
+            fence = m.group(1)
+            out.append(line)
+            continue
+        h = ATX_HEADING.match(line)
+        if not h:
+            out.append(line)
+            continue
+        level = len(h.group(2))
+        body = line[h.end():]
+        ending = body[len(body.rstrip("\r\n")):]
+        result = change(level, body.strip())
+        if result is not None:
+            new_level, text = result
+            out.append(f"{h.group(1)}{'#' * new_level} {text}{ending}")
+    return "".join(out)
+
+
+def headings(markdown: str) -> list[tuple[int, str]]:
+    """The (level, text) of every ATX heading of a Markdown text, in order."""
+    found = []
+    _map_headings(markdown, lambda level, text: found.append((level, text)))
+    return found
+
+
+def _markdown_texts(nb):
+    """(holder, key) of every Markdown text of a notebook, in reading order: Markdown
+    cells' sources and text/markdown outputs."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            yield cell, "source"
+        elif cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                if "text/markdown" in output.get("data", {}):
+                    yield output["data"], "text/markdown"
+
+
+# ---------------------------------------------------------------------------
+# Cleaning and merging
+
+
+def _is_object_repr(output) -> bool:
+    data = output.get("data", {})
+    return (output.output_type in ("execute_result", "display_data")
+            and set(data) == {"text/plain"}
+            and bool(OBJECT_REPR.match(data["text/plain"].strip())))
+
+
+def _clean_output(output):
+    output = copy.deepcopy(output)
+    output.pop("execution_count", None)
+    if "metadata" in output:
+        # keep what exporters read (image size); drop the rest
+        output.metadata = nbformat.from_dict(
+            {k: v for k, v in output.metadata.items() if k in (
+                "image/png", "image/jpeg", "image/svg+xml", "needs_background")})
+    data = output.get("data")
+    if data and "text/plain" in data and set(data) & RENDERED_BY_BOTH:
+        del data["text/plain"]
+    if output.output_type == "execute_result":
+        output.output_type = "display_data"   # no Out[n] prompt, no execution count
+    return output
+
+
+def clean(nb, base_dirs: list[Path]):
+    """A copy of an executed notebook with only what the report shows."""
+    nb = copy.deepcopy(nb)
+    cells = []
+    for cell in nb.cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if tags & REMOVED_CELL_TAGS:
+            continue
+        cell.metadata = nbformat.from_dict({"tags": sorted(tags)} if tags else {})
+        if cell.cell_type == "code":
+            outputs = [] if "remove-output" in tags else cell.outputs
+            outputs = [o for o in outputs
+                       if not (o.output_type == "stream" and o.get("name") == "stderr")
+                       and not _is_object_repr(o)]
+            if not outputs:
+                continue
+            cell.outputs = [_clean_output(o) for o in outputs]
+            cell.execution_count = None
+        cells.append(cell)
+    nb.cells = cells
+    for holder, key in _markdown_texts(nb):
+        holder[key] = _absolute_images(holder[key], base_dirs)
+    return nb
+
+
+MD_IMAGE = re.compile(r"(!\[[^\]]*\]\()\s*(<[^>]*>|[^)\s]+)")
+HTML_IMAGE = re.compile(r"(<img\b[^>]*?\bsrc\s*=\s*)([\"'])(.*?)\2", re.IGNORECASE)
+
+
+def _absolute_images(markdown: str, base_dirs: list[Path]) -> str:
+    """Relative image paths made absolute, against the first base folder that holds
+    the file (left as they are when none does: the exporter then reports them)."""
+
+    def resolve(ref: str) -> str:
+        if re.match(r"^(data:|attachment:|[a-zA-Z][a-zA-Z0-9+.-]*://|/)", ref):
+            return ref
+        for base in base_dirs:
+            candidate = base / ref
+            if candidate.is_file():
+                return candidate.resolve().as_posix()
+        return ref
+
+    def md(m):
+        ref = m.group(2)
+        bracketed = ref.startswith("<")
+        new = resolve(ref[1:-1] if bracketed else ref)
+        return m.group(1) + (f"<{new}>" if bracketed or " " in new else new)
+
+    markdown = MD_IMAGE.sub(md, markdown)
+    return HTML_IMAGE.sub(lambda m: f"{m.group(1)}{m.group(2)}{resolve(m.group(3))}{m.group(2)}",
+                          markdown)
+
+
+def _plain(markdown: str) -> str:
+    """A Markdown heading as plain text (for <title> and PDF metadata)."""
+    text = re.sub(r"`([^`]*)`", r"\1", markdown)
+    text = re.sub(r"\$+([^$]*)\$+", r"\1", text)
+    text = re.sub(r"[*_]{1,3}([^*_]+)[*_]{1,3}", r"\1", text)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    return re.sub(r"\\([a-zA-Z]+|.)", lambda m: m.group(1) if len(m.group(1)) == 1 else "",
+                  text).strip()
+
+
+def _execution_end(nb) -> dt.datetime | None:
+    """When the notebook's execution ended: papermill's end_time, else the latest
+    cell execution time recorded by Jupyter."""
+    stamps = [nb.metadata.get("papermill", {}).get("end_time")]
+    if not stamps[0]:
+        for cell in nb.cells:
+            execution = cell.get("metadata", {}).get("execution", {})
+            stamps.extend(execution.values())
+    times = []
+    for stamp in stamps:
+        if isinstance(stamp, str):
+            with contextlib.suppress(ValueError):
+                t = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+                times.append(t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc))
+    return max(times) if times else None
+
+
+def _base_dirs(path: Path, nb) -> list[Path]:
+    """Where a relative path in the notebook may be relative to: the folder of the
+    notebook papermill executed (make runs the kernel there) and this notebook's."""
+    dirs = []
+    source = nb.metadata.get("papermill", {}).get("input_path")
+    if source:
+        dirs.append(Path(source).expanduser().parent)
+    dirs.append(path.parent)
+    return dirs
+
+
+def merge(derivation_path: Path, report_path: Path):
+    """The document as one notebook: the results, then the derivation as an appendix.
+
+    Its metadata holds `title` (Markdown), `title_text` (plain), `date` (YYYY-MM-DD or
+    empty) and `source_date_epoch` (int).
+    """
+    derivation_raw = read(derivation_path, "derivation")
+    report_raw = read(report_path, "report")
+    derivation = clean(derivation_raw, _base_dirs(derivation_path, derivation_raw))
+    report = clean(report_raw, _base_dirs(report_path, report_raw))
+
+    # The title: the report's first level-1 heading; its other level-1 headings become 2.
+    title = None
+
+    def keep_one_h1(level, text):
+        nonlocal title
+        if level == 1:
+            if title is None:
+                title = text
+            else:
+                level = 2
+        return level, text
+
+    for holder, key in _markdown_texts(report):
+        holder[key] = _map_headings(holder[key], keep_one_h1)
+    if title is None:
+        title = report_raw.metadata.get("title") or "Report"
+        report.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
+
+    # The derivation: one level down, its first heading marked as the appendix.
+    first = True
+
+    def appendix(level, text):
+        nonlocal first
+        if first:
+            first = False
+            return 2, APPENDIX_PREFIX + text
+        return min(6, level + 1), text
+
+    for holder, key in _markdown_texts(derivation):
+        holder[key] = _map_headings(holder[key], appendix)
+    if first:   # a derivation without headings still gets its own section
+        derivation.cells.insert(0, nbformat.v4.new_markdown_cell(
+            f"## {APPENDIX_PREFIX}derivation"))
+
+    ends = [t for t in (_execution_end(report_raw), _execution_end(derivation_raw)) if t]
+    end = max(ends) if ends else None
+
+    merged = nbformat.v4.new_notebook()
+    language = {k: v for k, v in report_raw.metadata.get("language_info", {}).items()
+                if k in ("name", "pygments_lexer", "codemirror_mode", "file_extension",
+                         "mimetype")}
+    kernel = report_raw.metadata.get("kernelspec", {})
+    merged.metadata = nbformat.from_dict({
+        **({"kernelspec": kernel} if "name" in kernel and "display_name" in kernel else {}),
+        **({"language_info": language} if "name" in language else {}),
+        "title": title,
+        "title_text": _plain(title),
+        "date": f"{end.astimezone(dt.timezone.utc):%d %B %Y}".lstrip("0") if end else "",
+        "source_date_epoch": int(end.timestamp()) if end else 0,
+    })
+    merged.cells = report.cells + derivation.cells
+    for i, cell in enumerate(merged.cells):
+        cell.id = f"cell-{i}"
+    nbformat.validate(merged)
+    return merged
+
+
+def read(path: Path, what: str):
+    path = Path(path)
+    if not path.is_file():
+        raise RenderError(f"the {what} notebook {str(path)!r} does not exist"
+                          + (" (or is not a file)" if path.exists() else ""))
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - any parse error names the file
+        raise RenderError(f"the {what} notebook {str(path)!r} cannot be read: {exc}") from None
+
+
+# ---------------------------------------------------------------------------
+# HTML
+
+HTML_TEMPLATE = r"""
+{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block extra_css -%}
+<style type="text/css">
+main { max-width: 62rem; margin: 0 auto; padding: 1.5rem 1rem 4rem; }
+.jp-InputPrompt, .jp-OutputPrompt { display: none; }
+.jp-RenderedHTMLCommon math[display="block"] {
+  margin: 0.8em 0; padding: 0.2em 0; overflow-x: auto; overflow-y: hidden; }
+math { font-family: "Latin Modern Math", "STIX Two Math", "Cambria Math", math; }
+.jp-RenderedHTMLCommon figure { margin: 1em 0; }
+.jp-RenderedHTMLCommon figcaption { font-size: 90%; color: var(--jp-content-font-color2); }
+.jp-RenderedImage img { max-width: 100%; height: auto; }
+.jp-RenderedHTMLCommon table { margin: 1em 0; }
+</style>
+{%- endblock extra_css -%}
+{% block data_latex scoped %}
+<div class="jp-RenderedHTMLCommon jp-RenderedLatex jp-OutputArea-output {{ extra_class }}"
+     data-mime-type="text/latex">
+{{ output.data['text/latex'] | latex2html }}
+</div>
+{%- endblock data_latex %}
+"""
+
+
+class _Pandoc:
+    """pandoc to HTML with MathML; None when pandoc is missing."""
+
+    def __init__(self):
+        self.path = shutil.which("pandoc")
+        self.cache: dict[tuple[str, str], str] = {}
+        self.failed_maths: list[str] = []
+
+    def __call__(self, text: str, source_format: str) -> str:
+        key = (text, source_format)
+        if key not in self.cache:
+            result = subprocess.run(
+                [self.path, "--from", source_format, "--to", "html5", "--mathml",
+                 "--wrap=preserve"],
+                input=TEXMATH_UNKNOWN.sub(r"\\\1", text), capture_output=True, text=True,
+                check=False)
+            if result.returncode:
+                raise RenderError(f"pandoc failed on:\n{text[:500]}\n{result.stderr}")
+            for message in re.findall(r"Could not convert TeX math (.*?), rendering as TeX",
+                                      result.stderr, flags=re.S):
+                self.failed_maths.append(message)
+            self.cache[key] = result.stdout
+        return self.cache[key]
+
+
+class OfflineHTMLExporter(HTMLExporter):
+    """nbconvert's lab HTML without scripts, maths as MathML, images inline."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.pandoc = _Pandoc()
+        self.register_filter("latex2html", self.latex2html)
+
+    @pass_context
+    def markdown2html(self, context, source):  # noqa: D102 - pandoc with MathML
+        if not self.pandoc.path:
+            return super().markdown2html(context, source)
+        return self.pandoc(source, MARKDOWN_FORMAT)
+
+    def latex2html(self, source):
+        if not self.pandoc.path:
+            return f"<pre>{source}</pre>"
+        return self.pandoc(source, "latex")
+
+
+def _data_uri(src: str) -> str:
+    if src.startswith("data:"):
+        return src
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", src) and not src.startswith("file://"):
+        raise RenderError(f"the report refers to a remote image {src!r}: the HTML must "
+                          "need no network; save the image and show it from a file")
+    path = Path(src.removeprefix("file://"))
+    if not path.is_file():
+        raise RenderError(f"the report refers to the image {src!r}, which does not exist "
+                          "(relative paths are taken from the notebook's working folder)")
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def to_html(nb) -> bytes:
+    exporter = OfflineHTMLExporter(
+        template_name="lab", template_file="em_report.html.j2",
+        extra_loaders=[DictLoader({"em_report.html.j2": HTML_TEMPLATE})],
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+        embed_images=True, anchor_link_text="")
+    exporter.log.setLevel("ERROR")   # not the "alternative text is missing" warning
+    resources = {"metadata": {"name": nb.metadata.title_text}}
+    nb = copy.deepcopy(nb)
+    nb.metadata.title = nb.metadata.title_text
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
+    if not exporter.pandoc.path:
+        print("render: pandoc is not installed: the HTML's maths shows as TeX source "
+              "(install pandoc, e.g. `make tex`, for MathML)", file=sys.stderr)
+    for formula in exporter.pandoc.failed_maths:
+        print(f"render: pandoc could not convert this TeX to MathML; it shows as TeX: "
+              f"{formula.strip()[:200]}", file=sys.stderr)
+
+    soup = BeautifulSoup(body, features="html.parser")
+    for img in soup.find_all("img"):
+        img["src"] = _data_uri(img.get("src", ""))
+    seen: dict[str, int] = {}
+    for element in soup.find_all(id=True):   # unique ids across cells
+        ident = element["id"]
+        if ident in seen:
+            seen[ident] += 1
+            element["id"] = f"{ident}-{seen[ident]}"
+        else:
+            seen[ident] = 0
+    for element in soup.find_all(["script", "link", "iframe", "source", "video", "audio"]):
+        ref = element.get("src") or element.get("href")
+        if ref and not ref.startswith(("data:", "#")):
+            raise RenderError(f"the HTML would load {ref!r} from outside the file")
+    if soup.find("meta", attrs={"name": "date"}) is None and nb.metadata.date:
+        meta = soup.new_tag("meta", attrs={"name": "date", "content": nb.metadata.date})
+        soup.head.append(meta)
+    return str(soup).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# PDF
+
+LATEX_TEMPLATE = r"""
+((*- extends 'index.tex.j2' -*))
+((* block packages *))
+((( super() )))
+    \usepackage{etoolbox}
+    \AtBeginEnvironment{longtable}{\small}
+    \setcounter{secnumdepth}{0}
+((* endblock packages *))
+((* block title -*))
+    \title{((( nb.metadata.title
+                | convert_pandoc('markdown+tex_math_double_backslash', 'latex') | trim )))}
+((*- endblock title *))
+((* block date *))
+    \date{((( nb.metadata.date | escape_latex )))}
+((* endblock date *))
+((* block commands *))
+((( super() )))
+    \hypersetup{pdftitle={((( nb.metadata.title_text | escape_latex )))}}
+((* endblock commands *))
+((* block markdowncell scoped *))
+    ((( cell.source | citation2latex | strip_files_prefix
+        | convert_pandoc('markdown+tex_math_double_backslash', 'json',
+                         extra_args=['--columns=100000'])
+        | resolve_references | convert_explicitly_relative_paths
+        | convert_pandoc('json', 'latex') | fit_tables )))
+((* endblock markdowncell *))
+((* block data_markdown -*))
+    ((( output.data['text/markdown'] | citation2latex | strip_files_prefix
+        | convert_pandoc('markdown+tex_math_double_backslash', 'latex',
+                         extra_args=['--columns=100000'])
+        | fit_tables )))
+((* endblock data_markdown *))
+((* block figure scoped *))
+    \begin{center}
+    \adjustimage{max size={\linewidth}{0.8\textheight}}{((( filename )))}
+    \end{center}
+    { \hspace*{\fill} \\}
+((* endblock figure *))
+"""
+
+
+MAX_BOXED_TABLE_ROWS = 60
+
+
+def _matching_brace(text: str, start: int) -> int:
+    """Index just past the group that opens with the "{" at text[start]."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{" and text[i - 1] != "\\":
+            depth += 1
+        elif text[i] == "}" and text[i - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    raise ValueError("unbalanced braces")
+
+
+def fit_tables(latex: str) -> str:
+    """pandoc's tables (longtables, columns at their natural width since pandoc reads
+    Markdown with --columns=100000) made to fit the text width: a table of at most
+    MAX_BOXED_TABLE_ROWS rows, without caption, becomes a tabular scaled down to the
+    line width if it is wider; a longer one stays a longtable, which can break across
+    pages, set in \\small like every table."""
+    out, pos = [], 0
+    opening = "\\begin{longtable}[]{"
+    while (start := latex.find(opening, pos)) >= 0:
+        spec_start = start + len(opening) - 1
+        spec_end = _matching_brace(latex, spec_start)
+        end = latex.find("\\end{longtable}", spec_end)
+        if end < 0:
+            break
+        body = latex[spec_end:end]
+        rows = len(re.findall(r"\\\\\s*$", body, flags=re.M))
+        out.append(latex[pos:start])
+        if ("\\caption" in body or body.count("\\endhead") > 1 or "\\endfirsthead" in body
+                or rows > MAX_BOXED_TABLE_ROWS):
+            out.append(latex[start:end + len("\\end{longtable}")])
+        else:
+            body = re.sub(r"^\\end(head|foot|lastfoot)\s*$\n?", "", body, flags=re.M)
+            out.append("\\begin{center}\\small\\setlength{\\tabcolsep}{4pt}%\n"
+                       "\\begin{adjustbox}{max width=\\linewidth}\n"
+                       f"\\begin{{tabular}}{latex[spec_start:spec_end]}{body}\\end{{tabular}}\n"
+                       "\\end{adjustbox}\\end{center}")
+        pos = end + len("\\end{longtable}")
+    out.append(latex[pos:])
+    return "".join(out)
+
+
+class ReportPDFExporter(PDFExporter):
+    """nbconvert's PDF exporter: xelatex three times, no bibtex."""
+
+    def run_bib(self, filename, raise_on_failure=False):  # noqa: ARG002 - no citations
+        return False
+
+
+@contextlib.contextmanager
+def _environment(**values):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _latex_only(nb):
+    """The notebook as the LaTeX template wants it: the title heading removed (it is
+    \\maketitle's) and every heading one level up."""
+    nb = copy.deepcopy(nb)
+    removed = False
+
+    def drop_title(level, text):
+        nonlocal removed
+        if level == 1 and not removed:
+            removed = True
+            return None
+        return max(1, level - 1), text
+
+    for holder, key in _markdown_texts(nb):
+        holder[key] = _map_headings(holder[key], drop_title)
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "markdown" and not c.source.strip())]
+    return nb
+
+
+def check_tex() -> None:
+    missing = [tool for tool in ("xelatex", "pandoc") if not shutil.which(tool)]
+    if missing:
+        raise MissingTool(
+            f"the PDF needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'}"
+            f" not installed. On Debian/Ubuntu install the packages {TEX_PACKAGES} "
+            f"(`make tex` does it as root: apt-get install --no-install-recommends "
+            f"{TEX_PACKAGES}); elsewhere a TeX distribution with XeLaTeX, and pandoc.")
+
+
+def to_pdf(nb) -> bytes:
+    check_tex()
+    exporter = ReportPDFExporter(
+        template_name="latex", template_file="em_report.tex.j2",
+        extra_loaders=[DictLoader({"em_report.tex.j2": LATEX_TEMPLATE})],
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+        latex_count=3,
+        latex_command=["xelatex", "-interaction=nonstopmode", "-halt-on-error",
+                       "-file-line-error", "{filename}"])
+    exporter.register_filter("fit_tables", fit_tables)
+    exporter.log.setLevel("ERROR")
+    epoch = str(nb.metadata.source_date_epoch)
+    with _environment(SOURCE_DATE_EPOCH=epoch, FORCE_SOURCE_DATE="1", TZ="UTC"):
+        try:
+            pdf, _ = exporter.from_notebook_node(
+                _latex_only(nb), resources={"metadata": {"name": "report", "path": ""}})
+        except LatexFailed as exc:
+            log = exc.output if isinstance(exc.output, str) else str(exc.output)
+            errors = [line for line in log.splitlines() if line.startswith(("!", "./"))]
+            tail = "\n".join(errors[-15:] or log.splitlines()[-30:])
+            raise RenderError(f"xelatex failed:\n{tail}") from None
+    return pdf
+
+
+# ---------------------------------------------------------------------------
+# Files
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def render(fmt: str, derivation: str | os.PathLike, report: str | os.PathLike,
+           out: str | os.PathLike) -> Path:
+    """Render the two executed notebooks to `out` as "html" or "pdf"."""
+    if fmt == "pdf":
+        check_tex()   # before the work, so that a missing TeX is reported at once
+    nb = merge(Path(derivation), Path(report))
+    data = to_html(nb) if fmt == "html" else to_pdf(nb)
+    write_atomic(Path(out), data)
+    return Path(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.render", description=__doc__.split("\n\n")[0])
+    parser.add_argument("format", choices=("html", "pdf"))
+    parser.add_argument("derivation", help="the executed derivation notebook")
+    parser.add_argument("report", help="the executed report (results) notebook")
+    parser.add_argument("output", help="the HTML or PDF file to write")
+    args = parser.parse_args(argv)
+    try:
+        render(args.format, args.derivation, args.report, args.output)
+    except MissingTool as exc:
+        print(f"render: {exc}", file=sys.stderr)
+        return 3
+    except RenderError as exc:
+        print(f"render: {args.output}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

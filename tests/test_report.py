@@ -1,0 +1,357 @@
+"""The report end to end: a small study run through the real notebooks, rendered by
+pipeline.render to HTML and PDF, then read back as a reader would get it.
+
+The module runs every notebook once (module-scoped fixtures): notebooks/experiment.ipynb
+for a few K on a 100 x 120 copy of the default photograph, notebooks/derivation.ipynb
+with few pixels, notebooks/report.ipynb on those results; then it renders both formats
+twice. About two minutes.
+
+The PDF checks need xelatex and pandoc (`make tex`) and pdftotext (Debian's
+poppler-utils). The tests install nothing: without those tools they fail under CI
+(CI set) or where they could be installed (root with apt-get), and are skipped
+elsewhere. DERIVATION_NOTEBOOK / REPORT_NOTEBOOK in the environment point the test at
+other notebooks than notebooks/derivation.ipynb and notebooks/report.ipynb.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+from bs4 import BeautifulSoup
+
+from pipeline import render
+from pipeline.run_notebook import run
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+KS = (2, 3)
+DERIVATION_MAX_PIXELS = 5000
+
+RAW_LATEX = ("\\begin", "\\end{", "\\frac", "\\mathcal", "\\sum", "\\left", "\\right",
+             "\\mathrm", "\\text{", "\\(", "\\[", "$$")
+PLACEHOLDERS = ("<IPython", "<Figure size", "object at 0x", "<matplotlib")
+
+
+# ---------------------------------------------------------------------------
+# Tools and inputs
+
+
+def require_tools(*tools: str) -> None:
+    """Fail (CI, or tools installable here) or skip when a command is missing."""
+    missing = [tool for tool in tools if not shutil.which(tool)]
+    if not missing:
+        return
+    message = (f"{' and '.join(missing)} not installed (Debian packages: "
+               f"{render.TEX_PACKAGES} for xelatex and pandoc, `make tex`; "
+               "poppler-utils for pdftotext)")
+    installable = hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")
+    if os.environ.get("CI") or installable:
+        pytest.fail(message)
+    pytest.skip(message + "; not root with apt-get, so not installable here")
+
+
+def notebook(variable: str, default: Path) -> Path:
+    path = Path(os.environ.get(variable) or default)
+    if not path.is_file():
+        pytest.skip(f"{path} does not exist yet: the report cannot be built without it")
+    return path
+
+
+def pdf_text(path: Path, layout: bool = False) -> str:
+    args = ["pdftotext", "-enc", "UTF-8"] + (["-layout"] if layout else []) + [str(path), "-"]
+    text = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return unicodedata.normalize("NFKC", text)
+
+
+QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+                        "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " "})
+
+
+def collapse(text: str) -> str:
+    """Text with Unicode compatibility forms (ligatures, math italic letters), typographic
+    quotes and dashes made plain, and whitespace runs made one space."""
+    text = unicodedata.normalize("NFKC", text).translate(QUOTES)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def squash(text: str) -> str:
+    """collapse() without spaces and hyphens: immune to line breaks and hyphenation."""
+    return re.sub(r"[\s-]+", "", collapse(text))
+
+
+def heading_words(text: str) -> str:
+    """A Markdown heading as the words a PDF shows for sure: maths, code marks and
+    emphasis removed (maths comes out of pdftotext as math-italic letters)."""
+    text = re.sub(r"\$[^$]*\$", " ", text)
+    text = re.sub(r"[`*_]", "", text)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    return collapse(text)
+
+
+def markdown_headings(nb) -> list[str]:
+    """The headings a reader sees: those of the cells the report keeps."""
+    found = []
+    for holder, key in render._markdown_texts(render.clean(nb, [])):
+        found.extend(text for _, text in render.headings(holder[key]))
+    return found
+
+
+# ---------------------------------------------------------------------------
+# The study, run once
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    derivation_source = notebook("DERIVATION_NOTEBOOK", NOTEBOOKS / "derivation.ipynb")
+    report_source = notebook("REPORT_NOTEBOOK", NOTEBOOKS / "report.ipynb")
+    from matplotlib import cbook
+    from PIL import Image
+
+    tmp = tmp_path_factory.mktemp("report")
+    image = tmp / "photo.png"
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
+        im.convert("RGB").resize((100, 120), Image.LANCZOS).save(image)
+
+    results = tmp / "results"
+    for k in KS:
+        run(NOTEBOOKS / "experiment.ipynb", results / f"k-{k}" / "experiment.ipynb",
+            {"image": str(image), "k": k, "n_init": 1, "output_dir": str(results / f"k-{k}")},
+            cwd=str(NOTEBOOKS), progress_bar=False)
+    derivation = tmp / "derivation.ipynb"
+    run(derivation_source, derivation, {"max_pixels": DERIVATION_MAX_PIXELS},
+        cwd=str(NOTEBOOKS), progress_bar=False)
+    report = tmp / "report.ipynb"
+    out = tmp / "out"
+    run(report_source, report,
+        {"results_dir": str(results), "ks": " ".join(map(str, KS)), "image": str(image),
+         "figures_dir": str(out / "figures")},
+        cwd=str(NOTEBOOKS), progress_bar=False)
+    return SimpleNamespace(tmp=tmp, out=out, derivation=derivation, report=report,
+                           derivation_nb=nbformat.read(derivation, as_version=4),
+                           report_nb=nbformat.read(report, as_version=4))
+
+
+@pytest.fixture(scope="module")
+def html(study):
+    path = render.render("html", study.derivation, study.report, study.out / "report.html")
+    return SimpleNamespace(path=path, soup=BeautifulSoup(path.read_text("utf-8"), "html.parser"))
+
+
+@pytest.fixture(scope="module")
+def pdf(study):
+    require_tools("xelatex", "pandoc", "pdftotext")
+    path = render.render("pdf", study.derivation, study.report, study.out / "report.pdf")
+    return SimpleNamespace(path=path, text=pdf_text(path), layout=pdf_text(path, layout=True))
+
+
+def stderr_lines(nb) -> list[str]:
+    """Distinctive lines of the notebook's stderr outputs (which the report drops)."""
+    lines = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream" and output.name == "stderr":
+                lines.extend(line.strip() for line in output.text.splitlines()
+                             if len(line.strip()) > 20)
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# HTML
+
+
+def test_html_is_one_file_with_embedded_images(html):
+    assert html.path.is_file()
+    images = html.soup.find_all("img")
+    assert images, "the report shows no image"
+    for img in images:
+        assert img.get("src", "").startswith("data:image/"), img.get("src", "")[:80]
+
+
+def test_html_needs_no_network(html):
+    assert not html.soup.find_all("script"), "the HTML has scripts (require.js, MathJax...)"
+    for element in html.soup.find_all(True):
+        for attribute in ("src", "srcset", "data", "poster"):
+            value = element.get(attribute)
+            if value:
+                assert value.startswith("data:"), (element.name, value[:80])
+    for link in html.soup.find_all("link"):
+        assert link.get("href", "").startswith(("data:", "#")), link
+    for style in html.soup.find_all("style"):
+        for url in re.findall(r"url\(\s*['\"]?([^'\")]+)", style.get_text()):
+            assert url.startswith("data:"), url[:80]
+        assert "@import" not in style.get_text()
+
+
+def test_html_has_one_title_and_every_section(html, study):
+    assert len(html.soup.find_all("h1")) == 1
+    shown = collapse(" ".join(h.get_text(" ") for h in html.soup.find_all(re.compile("^h[1-6]$"))))
+    for heading in markdown_headings(study.report_nb) + markdown_headings(study.derivation_nb):
+        assert heading_words(heading) in shown, heading
+    title = markdown_headings(study.report_nb)[0]
+    assert heading_words(title) in collapse(html.soup.find("h1").get_text(" "))
+    assert heading_words(title) in collapse(html.soup.title.get_text())
+    # the report first, the derivation after it as the appendix
+    shown_headings = [h.get_text(" ") for h in html.soup.find_all(re.compile("^h[1-6]$"))]
+    appendix = [i for i, t in enumerate(shown_headings) if t.startswith(render.APPENDIX_PREFIX)]
+    assert appendix == [len(markdown_headings(study.report_nb))], shown_headings
+
+
+def test_html_maths_is_mathml_and_nothing_is_left_raw(html, study):
+    text = html.soup.get_text(" ")
+    for placeholder in PLACEHOLDERS:
+        assert placeholder not in text, placeholder
+    if shutil.which("pandoc"):
+        assert html.soup.find("math") is not None
+        for annotation in html.soup.find_all("annotation"):
+            annotation.decompose()
+        visible = html.soup.get_text(" ")
+        for raw in RAW_LATEX:
+            assert raw not in visible, raw
+    for line in stderr_lines(study.report_nb) + stderr_lines(study.derivation_nb):
+        assert line not in text, line
+
+
+def test_html_hides_code_and_parameters(html):
+    assert not html.soup.select(".jp-CodeCell .jp-InputArea, .jp-InputArea-editor"), \
+        "code input is shown"
+    text = html.soup.get_text(" ")
+    assert "# Parameters" not in text
+    assert "injected-parameters" not in str(html.soup)
+
+
+# ---------------------------------------------------------------------------
+# PDF
+
+
+def test_pdf_has_every_section(pdf, study):
+    text = squash(pdf.text)
+    for heading in markdown_headings(study.report_nb) + markdown_headings(study.derivation_nb):
+        assert squash(heading_words(heading)) in text, heading
+
+
+def test_pdf_has_a_row_for_each_k(pdf, study):
+    lines = [collapse(line) for line in pdf.layout.splitlines()]
+    rows = results_table_rows(study.report_nb)
+    for k in KS:
+        if rows:
+            cells = [c for c in rows[k][:4] if c]
+            pattern = re.compile(r"(^|\s)" + r"\s+".join(map(re.escape, cells)) + r"(\s|$)")
+            assert any(pattern.search(line) for line in lines), (k, cells)
+        else:   # no Markdown table keyed by K: at least a line that starts with it
+            assert any(re.match(rf"^(K\s*=\s*)?{k}\b\s+\S", line) for line in lines), k
+
+
+def results_table_rows(nb) -> dict[int, list[str]] | None:
+    """{K: plain cells} of the first Markdown table of the report whose first column
+    holds every K, or None."""
+    for holder, key in render._markdown_texts(nb):
+        table: dict[int, list[str]] = {}
+        for line in holder[key].splitlines():
+            if not line.strip().startswith("|"):
+                if table:
+                    break
+                continue
+            cells = [heading_words(c) for c in line.strip().strip("|").split("|")]
+            first = re.sub(r"^K\s*=\s*", "", cells[0])
+            if first.isdigit():
+                table[int(first)] = cells
+        if all(k in table for k in KS):
+            return table
+    return None
+
+
+def test_pdf_has_no_raw_latex_or_placeholders(pdf, study):
+    for raw in RAW_LATEX + PLACEHOLDERS:
+        assert raw not in pdf.text, raw
+    for line in stderr_lines(study.report_nb) + stderr_lines(study.derivation_nb):
+        assert collapse(line) not in collapse(pdf.text), line
+
+
+def test_pdf_is_dated_by_the_execution(pdf, study):
+    info = subprocess.run(["pdfinfo", "-isodates", str(pdf.path)], capture_output=True,
+                          text=True, check=True).stdout
+    assert "xdvipdfmx" in info
+    end = max(t for t in (render._execution_end(study.report_nb),
+                          render._execution_end(study.derivation_nb)) if t)
+    created = re.search(r"CreationDate:\s*(\S+)", info).group(1)
+    assert created.startswith(end.strftime("%Y-%m-%dT%H:%M:%S")), (created, end)
+    date = render.merge(study.derivation, study.report).metadata.date
+    assert date and collapse(date) in collapse(pdf.text)
+
+
+# ---------------------------------------------------------------------------
+# Twice the same bytes
+
+
+def test_html_render_is_reproducible(html, study):
+    again = render.render("html", study.derivation, study.report, study.tmp / "again.html")
+    assert again.read_bytes() == html.path.read_bytes()
+
+
+def test_pdf_render_is_reproducible(pdf, study):
+    again = render.render("pdf", study.derivation, study.report, study.tmp / "again.pdf")
+    assert again.read_bytes() == pdf.path.read_bytes()
+
+
+# ---------------------------------------------------------------------------
+# Without running the study
+
+
+def small_notebook(tmp_path, markdown: str, name: str) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell(markdown)])
+    path = tmp_path / name
+    nbformat.write(nb, path)
+    return path
+
+
+def test_failed_render_leaves_no_output(tmp_path):
+    derivation = small_notebook(tmp_path, "# Derivation\n\n## One", "d.ipynb")
+    report = small_notebook(tmp_path, "# Title\n\n![missing](no-such.png)", "r.ipynb")
+    out = tmp_path / "out" / "report.html"
+    out.parent.mkdir()
+    out.write_text("the previous report")
+    with pytest.raises(render.RenderError, match="no-such.png"):
+        render.render("html", derivation, report, out)
+    assert list(out.parent.iterdir()) == [out]
+    assert out.read_text() == "the previous report"
+
+
+def test_cli_names_a_missing_input(tmp_path):
+    report = small_notebook(tmp_path, "# Title", "r.ipynb")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.render", "html", str(tmp_path / "nope.ipynb"),
+         str(report), str(tmp_path / "report.html")],
+        cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "nope.ipynb" in result.stderr and "does not exist" in result.stderr
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_merge_orders_and_levels_headings(tmp_path):
+    derivation = small_notebook(
+        tmp_path, "# EM, derived\n\n## 1. Model\n\n```\n# not a heading\n```", "d.ipynb")
+    report = small_notebook(tmp_path, "# Results\n\nSummary.\n\n## Table\n\n# Another top",
+                            "r.ipynb")
+    nb = render.merge(derivation, report)
+    assert nb.metadata.title == "Results"
+    assert markdown_headings(nb) == ["Results", "Table", "Another top",
+                                     "Appendix: EM, derived", "1. Model"]
+    levels = [level for holder, key in render._markdown_texts(nb)
+              for level, _ in render.headings(holder[key])]
+    assert levels == [1, 2, 2, 2, 3]
+    assert "# not a heading" in nb.cells[-1].source
+    assert all(c.cell_type != "code" for c in nb.cells), "the parameters cells are gone"
+    latex = render._latex_only(nb)
+    assert [level for holder, key in render._markdown_texts(latex)
+            for level, _ in render.headings(holder[key])] == [1, 1, 1, 2]

@@ -29,10 +29,19 @@ DEV   := $(VENV)/.installed-dev
 STEM  := $(if $(IMAGE),$(basename $(notdir $(IMAGE))),grace_hopper)
 OUT   := output/$(STEM)
 RUNS  := $(foreach k,$(KS),$(OUT)/k-$(k)/experiment.ipynb)
-CODE  := src/em.py $(wildcard pipeline/*.py)
+# What each step's results depend on (besides its notebook and parameters).
+CODE  := src/em.py pipeline/__init__.py pipeline/images.py pipeline/experiment.py pipeline/run_notebook.py
 RUN_NOTEBOOK := $(PY) -m pipeline.run_notebook
 
 .PRECIOUS: $(OUT)/k-%/params.txt
+
+# $(call write_if_changed,TEXT): write TEXT to the target only when it differs, so the
+# target's time changes (and what depends on it reruns) only when the text does.
+define write_if_changed
+@mkdir -p $(@D)
+@echo '$(1)' > $@.new
+@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+endef
 
 .PHONY: help report experiments test bench bench-quick lab clean distclean FORCE
 
@@ -56,9 +65,7 @@ experiments: $(RUNS) ## Fit every K in KS (output/<image>/k-<K>/)
 
 # The parameters of a run, rewritten only when they change, so a change reruns that K.
 $(OUT)/k-%/params.txt: FORCE
-	@mkdir -p $(@D)
-	@echo 'image=$(IMAGE) k=$* seed=$(SEED) init=$(INIT) n_init=$(N_INIT) tol=$(TOL) max_iter=$(MAX_ITER)' > $@.new
-	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+	$(call write_if_changed,image=$(IMAGE) k=$* seed=$(SEED) init=$(INIT) n_init=$(N_INIT) tol=$(TOL) max_iter=$(MAX_ITER))
 
 $(OUT)/k-%/experiment.ipynb: notebooks/experiment.ipynb $(CODE) $(wildcard $(IMAGE)) $(OUT)/k-%/params.txt $(ENV)
 	$(RUN_NOTEBOOK) notebooks/experiment.ipynb $@ --cwd notebooks \
@@ -74,7 +81,11 @@ report: $(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf ## Fit every K and re
 output/derivation.ipynb: notebooks/derivation.ipynb $(CODE) $(ENV)
 	$(RUN_NOTEBOOK) notebooks/derivation.ipynb $@ --cwd notebooks
 
-$(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(CODE) $(wildcard output/bench/bench.json)
+$(OUT)/report-params.txt: FORCE
+	$(call write_if_changed,image=$(IMAGE) ks=$(KS))
+
+$(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(CODE) pipeline/report.py \
+                     $(wildcard output/bench/bench.json)
 	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks \
 	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS)' -p image '$(IMAGE)' \
 	  -p figures_dir '$(abspath $(REPORT_DIR))/figures'

@@ -405,7 +405,7 @@ def init_random(X: np.ndarray, w: np.ndarray, k: int,
 
 # --------------------------------------------------------------------------- fit
 
-def fit(X, k, *, weights=None, init="kmeans++", n_init: int = 1, tol: float = 1e-6,
+def fit(X, k, *, weights=None, init="kmeans++", n_init: int = 1, tol: float = 1e-5,
         max_iter: int = 1000, seed: int = 0, var_floor: float = QUANTISATION_VARIANCE,
         block_rows: int | None = None) -> FitResult:
     """Fit a mixture of k isotropic Gaussians to X by EM.

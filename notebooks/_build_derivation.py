@@ -553,6 +553,7 @@ ax.semilogx(grid, q_grid - Q_var(new.variances[k0]), color="k")
 ax.axvline(new.variances[k0], color="C0", label=r"$S_k/(DN_k)$ (em.m_step)")
 ax.axvline(D * new.variances[k0], color="C3", ls="--",
            label=r"$S_k/N_k$ (without $1/D$)")
+ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels would overlap
 ax.set_xlabel(rf"$\sigma_{{{k0}}}^2$")
 ax.set_ylabel(r"$Q - Q_{\max}$")
 ax.set_title("Q along one variance")

@@ -60,6 +60,7 @@ JSON (output/bench/bench.json, written atomically)
   "machine": {cpu, cores, cores_available, memory_gib, python, platform, numpy,
               sklearn, blas: [threadpoolctl info], load_average_start,
               load_average_end},
+  "kernel": {commit, em_py_modified},     the src/em.py that was measured
   "image": {name, path, height, width, pixels, distinct_colours},
   "method": {per_iteration_iterations, ...: text describing every measurement},
   "rows": [ {                               one per K, ascending
@@ -191,6 +192,18 @@ def machine_info() -> dict:
         "blas": blas,
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def kernel_version() -> dict:
+    """The commit of the repository and whether src/em.py differs from it."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "em_py_modified": bool(git("status", "--porcelain", "--", "src/em.py"))}
 
 
 def kernel_start(colours, counts, k):
@@ -342,7 +355,9 @@ COLUMNS = [  # (header, key, format, width)
     ("skl s", "sklearn_seconds", ".2f", 8),
     ("skl ll/px", "sklearn_ll_per_pixel", ".4f", 10),
     ("ours MiB", "ours_peak_mib", ".0f", 9),
+    ("(base)", "ours_base_mib", ".0f", 6),
     ("skl MiB", "sklearn_peak_mib", ".0f", 8),
+    ("(base)", "sklearn_base_mib", ".0f", 6),
 ]
 
 
@@ -382,6 +397,7 @@ def main(argv=None):
     mem_width, mem_height = (2000, 3000) if quick else (4000, 6000)
 
     machine = machine_info()
+    kernel = kernel_version()
     path = image_path()
     rgb, colours, counts = load_data(path)
     pixels = rgb.reshape(-1, 3) / 255.0
@@ -394,7 +410,9 @@ def main(argv=None):
           f"({machine['cores_available']} available), {machine['memory_gib']} GiB; "
           f"Python {machine['python']}, numpy {machine['numpy']}, "
           f"scikit-learn {machine['sklearn']}; BLAS {blas}")
-    print(f"Load average at start: {machine['load_average_start']}")
+    print(f"Load average at start: {machine['load_average_start']}; kernel: commit "
+          f"{(kernel['commit'] or 'unknown')[:10]}"
+          f"{' + uncommitted changes to src/em.py' if kernel['em_py_modified'] else ''}")
     print(f"Image: {image['name']} {image['width']} x {image['height']} = "
           f"{image['pixels']:,} pixels, {image['distinct_colours']:,} distinct colours"
           + ("  [--quick]" if quick else ""))
@@ -459,6 +477,7 @@ def main(argv=None):
     print()
     print(table(rows))
     print(f"\nspeedup = sklearn ms/it / ours ms/it (float64); ll/px = mean log-likelihood per pixel; "
+          f"MiB = peak RSS of the fit's subprocess, (base) = its peak before the fit; "
           f"'-' = not run{' (--quick: convergence runs only for K <= 16)' if quick else ''}.")
     print(f"Sweep (sum of ours s over K = {sweep_ks}): {sweep:.2f} s")
     print(f"Memory case ({memory['image']}{'; --quick: 6 MP instead of 24 MP' if quick else ''}): "
@@ -496,7 +515,7 @@ def main(argv=None):
         print(f"  {t['name']}: {t['value']} (target {t['target']}): {verdict}")
 
     report = {
-        "quick": quick, "machine": machine, "image": image,
+        "quick": quick, "machine": machine, "kernel": kernel, "image": image,
         "method": {
             "per_iteration_iterations": n_iter,
             "per_iteration": f"same explicit start on both sides (em.init_kmeans_plus_plus, "

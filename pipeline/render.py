@@ -85,6 +85,8 @@ from jinja2 import DictLoader, pass_context
 from nbconvert.exporters import HTMLExporter, PDFExporter
 from nbconvert.exporters.pdf import LatexFailed
 
+from pipeline.images import atomic_path
+
 TEX_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
 REMOVED_CELL_TAGS = {"parameters", "injected-parameters", "remove-cell"}
 # Output types that both the HTML and the LaTeX exporter show: with one of them, an
@@ -656,18 +658,6 @@ def to_pdf(nb) -> bytes:
 # Files
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def render(fmt: str, derivation: str | os.PathLike, report: str | os.PathLike,
            out: str | os.PathLike) -> Path:
     """Render the two executed notebooks to `out` as "html" or "pdf"."""
@@ -675,7 +665,8 @@ def render(fmt: str, derivation: str | os.PathLike, report: str | os.PathLike,
         check_tex()   # before the work, so that a missing TeX is reported at once
     nb = merge(Path(derivation), Path(report))
     data = to_html(nb) if fmt == "html" else to_pdf(nb)
-    write_atomic(Path(out), data)
+    with atomic_path(out) as tmp:  # a failed render leaves the old file
+        tmp.write_bytes(data)
     return Path(out)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from pipeline import experiment
 
 # The original study's published results on its photograph im.jpg (550 x 690 pixels),
-# copied from /work/shared/reference/README.md ("The original study's published results
+# copied from ../shared/reference/README.md ("The original study's published results
 # on im.jpg"): K, EM iterations, reconstruction error in its table, reconstruction error
 # printed by its run. Error = mean over pixels of the squared RGB distance, RGB in [0, 1].
 # Its EM started from K random pixels, random variances in (0, 1) and equal weights, and

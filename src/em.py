@@ -216,11 +216,12 @@ def _augment(X: np.ndarray, dtype=np.float64) -> np.ndarray:
 
 
 def _log_joint_coefficients(mixture: Mixture, shift: np.ndarray, dtype) -> np.ndarray:
-    """(D+2, K) matrix C with [x - s, ||x - s||^2, 1] @ C = log pi_k + log N(x|mu_k, s_k^2).
+    """(D+2, K) matrix C with [y, ||y||^2, 1] @ C = log pi_k + log N(x | mu_k, sigma_k^2 I)
+    for y = x - shift:
 
-    log pi_k + log N = x.mu_k / s_k^2 - ||x||^2 / (2 s_k^2)
-                       + log pi_k - D/2 log(2 pi s_k^2) - ||mu_k||^2 / (2 s_k^2),
-    everything measured from the shift s (distances do not depend on it).
+    log pi_k + log N = y.m_k / sigma_k^2 - ||y||^2 / (2 sigma_k^2)
+                       + log pi_k - D/2 log(2 pi sigma_k^2) - ||m_k||^2 / (2 sigma_k^2),
+    with m_k = mu_k - shift (distances do not depend on the shift).
     """
     d = mixture.d
     means = mixture.means - shift

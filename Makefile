@@ -18,7 +18,7 @@ KS       ?= 2 4 8 16 32 64 128
 SEED     ?= 0
 INIT     ?= kmeans++
 N_INIT   ?= 3
-TOL      ?= 1e-5
+TOL      ?= 1e-4
 MAX_ITER ?= 2000
 PYTHON   ?= python3
 
@@ -46,7 +46,7 @@ endef
 .PHONY: help report experiments test bench bench-quick lab clean distclean FORCE
 
 help: ## List the targets and parameters
-	@echo "make <target> [IMAGE=path] [KS=\"2 4 8\"] [SEED=0] [N_INIT=3] [TOL=1e-5] [MAX_ITER=2000] [INIT=kmeans++|random]"
+	@echo "make <target> [IMAGE=path] [KS=\"2 4 8\"] [SEED=0] [N_INIT=3] [TOL=1e-4] [MAX_ITER=2000] [INIT=kmeans++|random]"
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 

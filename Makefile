@@ -22,6 +22,10 @@ TOL      ?= 1e-4
 MAX_ITER ?= 2000
 PYTHON   ?= python3
 
+# make splits words at spaces and the recipes quote with '': refuse such paths up front.
+$(if $(word 2,$(IMAGE)),$(error IMAGE="$(IMAGE)": make cannot handle a path with spaces; rename the file or link it without them))
+$(if $(findstring ',$(IMAGE)),$(error IMAGE="$(IMAGE)": a path with a quote (') is not supported; rename the file or link it))
+
 VENV  := .venv
 PY    := $(VENV)/bin/python
 ENV   := $(VENV)/.installed

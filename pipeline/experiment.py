@@ -19,15 +19,6 @@ SEGMENTED_FILE = "segmented.png"
 INDEXED_FILE = "indexed.png"
 
 
-def project_root(start: str | os.PathLike | None = None) -> Path:
-    """The folder holding src/em.py, searched upwards from `start` (default: cwd)."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "src" / "em.py").is_file():
-            return folder
-    raise FileNotFoundError(f"no project root (a folder with src/em.py) above {here}")
-
-
 def image_path(image: str, root: Path) -> Path:
     """The image to use: the default image when `image` is empty; a relative path is
     taken relative to the project root (so it means the same from notebooks/)."""
@@ -38,12 +29,24 @@ def image_path(image: str, root: Path) -> Path:
 
 
 def output_dir(image: str, k: int, root: Path, output_dir: str = "") -> Path:
-    """output/<image-stem>/k-<K>/ unless `output_dir` is given: results of different
-    images and different K never overwrite each other."""
+    """Where a run writes: `output_dir` when given (the Makefile gives
+    output/<image-stem>/k-<K>/, so results of different images and K never overwrite
+    each other); otherwise, for a run started by hand in Jupyter,
+    output/<image-stem>/interactive/k-<K>/, which `make` neither reads nor tracks, so
+    an interactive run never replaces a result the Makefile believes is current."""
     if output_dir:
         path = Path(output_dir).expanduser()
         return path if path.is_absolute() else root / path
-    return root / "output" / image_path(image, root).stem / f"k-{k}"
+    return root / "output" / image_path(image, root).stem / "interactive" / f"k-{k}"
+
+
+def check_k(k: int) -> int:
+    """K as the experiment needs it: 1 to 256 components, the most colours an indexed
+    PNG holds (checked before fitting, not after)."""
+    if not 1 <= k <= 256:
+        raise ValueError(f"k must be between 1 and 256 (an indexed PNG holds at most 256 "
+                         f"colours), got {k}")
+    return k
 
 
 def palette_of(mixture: em.Mixture) -> np.ndarray:
@@ -98,7 +101,7 @@ def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
     png_bytes = indexed_png.stat().st_size
     return {
         "image": {
-            "source": str(path) if image else f"matplotlib sample data: {path.name}",
+            "source": image if image else f"matplotlib sample data: {path.name}",
             "name": path.stem,
             "width": width, "height": height, "pixels": n_pixels,
             "distinct_colours": int(len(colours)),

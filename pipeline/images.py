@@ -29,11 +29,6 @@ def default_image() -> Path:
     return Path(cbook.get_sample_data(DEFAULT_IMAGE_NAME, asfileobj=False))
 
 
-def resolve_image(image: str | os.PathLike | None) -> Path:
-    """The image path to use: `image`, or the default image when it is empty."""
-    return default_image() if not image else Path(image)
-
-
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 RGB array.
 

@@ -231,6 +231,22 @@ def test_bad_image_stops_the_notebook_with_its_path(tmp_path, name, content, mes
     assert not (tmp_path / "out" / "experiment.ipynb").exists()
 
 
+def test_k_beyond_an_indexed_png_stops_before_fitting(small_image, tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        _run_experiment(small_image, tmp_path / "out", k=300)
+    assert info.value.ename == "ValueError" and "between 1 and 256" in info.value.evalue
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_runs_started_by_hand_never_write_where_make_does(tmp_path):
+    made = experiment.output_dir("", 4, tmp_path, str(tmp_path / "output" / "x" / "k-4"))
+    by_hand = experiment.output_dir("", 4, tmp_path)
+    assert made == tmp_path / "output" / "x" / "k-4"
+    assert by_hand == tmp_path / "output" / "grace_hopper" / "interactive" / "k-4"
+    assert experiment.output_dir("images/a.png", 2, tmp_path).parts[-3:] == \
+        ("a", "interactive", "k-2")
+
+
 # ------------------------------------------------------------------ the Makefile
 
 @pytest.fixture()
@@ -254,6 +270,13 @@ def _make(cwd: Path, venv: Path, *args: str) -> str:
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("image, message", [("my photo.png", "spaces"), ("it's.png", "quote")])
+def test_make_refuses_image_paths_it_cannot_quote(image, message):
+    done = subprocess.run(["make", "-n", "experiments", f"IMAGE={image}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and message in done.stderr and image in done.stderr
 
 
 def test_make_reruns_a_k_only_when_its_inputs_change(project_copy, small_image):

@@ -123,10 +123,16 @@ def metrics_paths(results_dir, ks) -> list[Path]:
     return [run_dir(results_dir, k) / experiment.METRICS_FILE for k in parse_ks(ks)]
 
 
-def is_study_image(*names) -> bool:
-    """Whether an image path (any of `names`; empty ones are skipped) is the original
-    study's photograph, recognised by its file name im.jpg."""
-    return any(name and Path(str(name)).name == STUDY_IMAGE_NAME for name in names)
+# What identifies the study's photograph besides its name (from the reference notes).
+STUDY_IMAGE_SHAPE = {"width": 550, "height": 690, "distinct_colours": 49129}
+
+
+def is_study_image(info: dict, *names) -> bool:
+    """Whether the run's image is the original study's photograph: named im.jpg (in any
+    of `names`; empty ones are skipped) and of its size and number of distinct colours
+    (`info`: the "image" entry of a metrics.json)."""
+    named = any(name and Path(str(name)).name == STUDY_IMAGE_NAME for name in names)
+    return named and all(info.get(key) == value for key, value in STUDY_IMAGE_SHAPE.items())
 
 
 def pick_analysis_k(ks, preferred: int = 8) -> int:
@@ -384,8 +390,9 @@ def image_grid(panels: Sequence[np.ndarray], titles: Sequence[str], *, ncols: in
                title_inches: float = 0.34, bottom_inches: float = 0.0, fontsize: float = 11,
                **imshow_kw):
     """A figure of equally sized images placed so that one image pixel is exactly
-    `magnify` x `magnify` figure pixels: no resampling, hence no blur and no dropped
-    rows. The figure's dpi is chosen for that: panel width in pixels / panel_inches.
+    `magnify` x `magnify` figure pixels (more for a tiny image): no resampling, hence
+    no blur and no dropped rows. The figure's dpi is chosen for that: panel width in
+    pixels / panel_inches.
 
     panels: (H, W) or (H, W, 3) arrays of one shape. Empty grid cells stay blank (the
     figure keeps its width, so a short last row lines up with full ones).
@@ -400,6 +407,8 @@ def image_grid(panels: Sequence[np.ndarray], titles: Sequence[str], *, ncols: in
         raise ValueError("image_grid panels must all have the same height and width")
     ncols = max(1, ncols)
     nrows = -(-len(panels) // ncols)
+    # A tiny image gets each pixel drawn larger: at a few dpi the titles cannot be drawn.
+    magnify = max(magnify, math.ceil(30 * panel_inches / w))
     dpi = w * magnify / panel_inches
     pw, ph = panel_inches, h * magnify / dpi
     fig_w = ncols * pw + (ncols - 1) * gap_inches

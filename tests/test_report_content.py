@@ -101,9 +101,13 @@ def test_runs_of_another_k_or_image_are_refused(tmp_path):
 
 
 def test_study_image_and_analysis_k():
-    assert report.is_study_image("../shared/reference/im.jpg")
-    assert report.is_study_image("", "/abs/path/im.jpg")
-    assert not report.is_study_image("", "images/photo.jpg", None)
+    study = {"width": 550, "height": 690, "distinct_colours": 49129}
+    assert report.is_study_image(study, "../shared/reference/im.jpg")
+    assert report.is_study_image(study, "", "/abs/path/im.jpg")
+    assert not report.is_study_image(study, "", "images/photo.jpg", None)
+    # Another picture that happens to be called im.jpg is not the study's.
+    assert not report.is_study_image(dict(study, distinct_colours=1200), "images/cats/im.jpg")
+    assert not report.is_study_image(dict(study, width=40), "im.jpg")
     assert report.pick_analysis_k("2 4 8 16 32 64 128") == 8
     assert report.pick_analysis_k("2 4 16 32") == 16
     assert report.pick_analysis_k("3") == 3
@@ -346,3 +350,17 @@ def test_published_results_match_the_reference_readme():
     parsed = [tuple(cell.strip() for cell in line.strip("|").split("|")) for line in rows]
     expected = [(int(k), int(it), float(t), float(p)) for k, it, t, p in parsed]
     assert expected == list(report.PUBLISHED_RESULTS)
+
+
+@pytest.mark.parametrize("width", [1, 5, 10, 12, 15])
+def test_image_grid_draws_tiny_images_with_readable_titles(width):
+    """A few-pixel image once gave a figure of a few dpi, whose title font failed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    panel = np.zeros((width, width, 3), dtype=np.uint8)
+    fig, axes = report.image_grid([panel, panel], ["original", "K = 2"], ncols=2)
+    assert fig.dpi >= 30 and len(axes) == 2
+    fig.savefig(io.BytesIO(), format="png", dpi=fig.dpi)
+    plt.close(fig)

@@ -513,8 +513,10 @@ def score_samples(mixture: Mixture, X) -> np.ndarray:
 
 def log_likelihood(mixture: Mixture, X, weights=None) -> float:
     """Total log-likelihood sum_n w_n log p(x_n): (N, D), (N,)  ->  float."""
-    blocks = _query_blocks(mixture, X, weights)
-    return _em_pass(blocks, mixture)[0]
+    log_density = score_samples(mixture, X)
+    if weights is None:
+        return math.fsum(log_density)
+    return math.fsum(_validate_weights(weights, len(log_density)) * log_density)
 
 
 def responsibilities(mixture: Mixture, X) -> np.ndarray:

@@ -54,16 +54,6 @@ def palette_of(mixture: em.Mixture) -> np.ndarray:
     return np.clip(np.rint(mixture.means * 255.0), 0, 255).astype(np.uint8)
 
 
-def segment(mixture: em.Mixture, colours: np.ndarray, inverse: np.ndarray,
-            shape: tuple[int, int]) -> np.ndarray:
-    """Most probable component of every pixel: (H, W) labels.
-
-    Each distinct colour is labelled once, then the labels are spread to the pixels.
-    colours: (M, 3) in [0, 1], inverse: (H*W,) index of each pixel's colour.
-    """
-    return em.predict(mixture, colours)[inverse].reshape(shape)
-
-
 def reconstruction_error(colours: np.ndarray, counts: np.ndarray,
                          colour_labels: np.ndarray, means: np.ndarray) -> float:
     """Mean over pixels of the squared Euclidean RGB distance (RGB in [0, 1]) between
@@ -84,17 +74,18 @@ def psnr_db(error: float) -> float:
 
 def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
             tol: float, max_iter: int, image: str, path: Path, rgb: np.ndarray,
-            colours: np.ndarray, counts: np.ndarray, indexed_png: Path,
+            colours: np.ndarray, counts: np.ndarray, colour_labels: np.ndarray,
+            indexed_png: Path,
             fit_seconds: float, wall_seconds: float) -> dict:
     """Everything a run measured, as plain JSON-ready values.
 
-    colours: (M, 3) float in [0, 1], counts: (M,) pixel counts of each colour.
+    colours: (M, 3) float in [0, 1], counts: (M,) pixel counts of each colour,
+    colour_labels: (M,) the most probable component of each colour (em.predict).
     Timings live under "timing": they are the only values that differ between two
     runs with the same inputs.
     """
     height, width = rgb.shape[:2]
     n_pixels = height * width
-    colour_labels = em.predict(result, colours)
     error = reconstruction_error(colours, counts, colour_labels, result.means)
     palette = palette_of(result) / 255.0
     error_png = reconstruction_error(colours, counts, colour_labels, palette)

@@ -135,6 +135,12 @@ def log_prob(X: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndar
     return -0.5 * (d * np.log(2.0 * np.pi * variances) + sq_dist / variances)
 
 
+def _log_weights(mixture: Mixture) -> np.ndarray:
+    """log pi_k: (K,). A weight of exactly 0 gives -inf (that component never wins)."""
+    with np.errstate(divide="ignore"):
+        return np.log(mixture.weights)
+
+
 def _exp_shifted_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Overwrite a (N, K) with exp(a - rowmax); return rowmax (N,) and the row sums (N,).
 
@@ -159,9 +165,7 @@ def e_step(X: np.ndarray, mixture: Mixture) -> tuple[np.ndarray, np.ndarray]:
 
     X: (N, D)  ->  log_resp (N, K), log_norm (N,) where log_norm_n = log p(x_n).
     """
-    with np.errstate(divide="ignore"):  # a weight of exactly 0 gives log 0 = -inf
-        log_w = np.log(mixture.weights)
-    log_joint = log_w + log_prob(X, mixture.means, mixture.variances)
+    log_joint = _log_weights(mixture) + log_prob(X, mixture.means, mixture.variances)
     log_norm = _logsumexp_rows(log_joint.copy())
     return log_joint - log_norm[:, None], log_norm
 
@@ -226,8 +230,7 @@ def _log_joint_coefficients(mixture: Mixture, shift: np.ndarray, dtype) -> np.nd
     d = mixture.d
     means = mixture.means - shift
     var = mixture.variances
-    with np.errstate(divide="ignore"):  # a weight of exactly 0 gives log 0 = -inf
-        log_w = np.log(mixture.weights)
+    log_w = _log_weights(mixture)
     coef = np.empty((d + 2, mixture.k))
     coef[:d] = (means / var[:, None]).T
     coef[d] = -0.5 / var
@@ -294,9 +297,8 @@ def _em_pass(blocks: _Blocks, mixture: Mixture):
     """
     d = mixture.d
     coef = _log_joint_coefficients(mixture, blocks.shift, np.float64)
-    with np.errstate(divide="ignore"):
-        upper = float(np.max(np.log(mixture.weights)
-                             - 0.5 * d * (LOG_2PI + np.log(mixture.variances))))
+    upper = float(np.max(_log_weights(mixture)
+                         - 0.5 * d * (LOG_2PI + np.log(mixture.variances))))
     coef[d + 1] -= upper
     coef = coef.astype(blocks.dtype, copy=False)
     tiny = _TINY_SUM[blocks.dtype]

@@ -30,11 +30,12 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 ENV   := $(VENV)/.installed
 DEV   := $(VENV)/.installed-dev
-STEM  := $(if $(IMAGE),$(basename $(notdir $(IMAGE))),grace_hopper)
+STEM  := $(shell $(PYTHON) src/pipeline/paths.py stem '$(IMAGE)')
 OUT   := output/$(STEM)
 RUNS  := $(foreach k,$(KS),$(OUT)/k-$(k)/experiment.ipynb)
 # What each step's results depend on (besides its notebook and parameters).
-CODE  := src/em.py pipeline/__init__.py pipeline/images.py pipeline/experiment.py pipeline/run_notebook.py
+CODE  := src/em.py src/pipeline/__init__.py src/pipeline/paths.py src/pipeline/images.py \
+         src/pipeline/experiment.py src/pipeline/run_notebook.py
 RUN_NOTEBOOK := $(PY) -m pipeline.run_notebook
 
 .PRECIOUS: $(OUT)/k-%/params.txt
@@ -55,9 +56,12 @@ help: ## List the targets and parameters
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # ---- Environment
-$(ENV): requirements.txt
+# The project itself is installed in editable mode: the notebooks, tests and benchmarks
+# import em and pipeline from src/ without any path editing.
+$(ENV): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(DEV): requirements-dev.txt $(ENV)
@@ -88,7 +92,7 @@ output/derivation.ipynb: notebooks/derivation.ipynb $(CODE) $(ENV)
 $(OUT)/report-params.txt: FORCE
 	$(call write_if_changed,image=$(IMAGE) ks=$(KS))
 
-$(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(CODE) pipeline/report.py \
+$(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(CODE) src/pipeline/report.py \
                      $(wildcard output/bench/bench.json)
 	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks \
 	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS)' -p image '$(IMAGE)' \
@@ -118,13 +122,13 @@ endef
 tex: ## Install XeLaTeX and pandoc for the PDF (Debian/Ubuntu as root, about 80 s)
 	$(ensure_tex)
 
-$(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb pipeline/render.py $(ENV)
+$(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV)
 	@command -v pandoc >/dev/null || ! $(ROOT_WITH_APT) || \
 	  { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends pandoc; } || \
 	  echo "pandoc could not be installed: the HTML's maths will show as TeX source" >&2
 	$(PY) -m pipeline.render html output/derivation.ipynb $(OUT)/report.ipynb $@
 
-$(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb pipeline/render.py $(ENV) | $(REPORT_DIR)/report.html
+$(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV) | $(REPORT_DIR)/report.html
 	$(ensure_tex)
 	$(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
 

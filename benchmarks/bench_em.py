@@ -107,13 +107,11 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import em  # noqa: E402
-from pipeline.images import default_image, distinct_colours, load_rgb, write_text_atomic  # noqa: E402
+import em
+from pipeline.images import distinct_colours, load_rgb, write_text_atomic
+from pipeline.paths import ROOT, default_image
 
 REFERENCE = ROOT / ".." / "shared" / "reference" / "im.jpg"
 OUTPUT = ROOT / "output" / "bench" / "bench.json"  # the report shows this one

@@ -30,7 +30,8 @@ import pytest
 from PIL import Image
 
 import em
-from pipeline.images import default_image, distinct_colours
+from pipeline.images import distinct_colours
+from pipeline.paths import default_image
 
 K = 6
 ITERATIONS = 25

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import em
-from pipeline import experiment, images
+from pipeline import experiment, images, paths
 from pipeline.run_notebook import run as run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ NOTEBOOK = ROOT / "notebooks" / "experiment.ipynb"
 def small_image(tmp_path_factory) -> Path:
     """The default photograph shrunk to 64 x 75 pixels (thousands of colours)."""
     path = tmp_path_factory.mktemp("img") / "small.png"
-    rgb = images.load_rgb(images.default_image())
+    rgb = images.load_rgb(paths.default_image())
     Image.fromarray(rgb).resize((64, 75), Image.Resampling.BILINEAR).save(path)
     return path
 
@@ -99,7 +99,7 @@ def test_exif_orientation_is_applied(tmp_path):
      "not an image file"),
     (lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png", "not an image file"),
     (lambda d: (d / "cut.png").write_bytes(
-        (images.default_image().read_bytes())[:2000]) and d / "cut.png", "could not be decoded"),
+        (paths.default_image().read_bytes())[:2000]) and d / "cut.png", "could not be decoded"),
 ])
 def test_bad_images_are_refused_with_the_path(tmp_path, make, message):
     path = make(tmp_path)
@@ -239,11 +239,11 @@ def test_k_beyond_an_indexed_png_stops_before_fitting(small_image, tmp_path):
 
 
 def test_runs_started_by_hand_never_write_where_make_does(tmp_path):
-    made = experiment.output_dir("", 4, tmp_path, str(tmp_path / "output" / "x" / "k-4"))
-    by_hand = experiment.output_dir("", 4, tmp_path)
+    made = experiment.output_dir("", 4, str(tmp_path / "output" / "x" / "k-4"))
+    by_hand = experiment.output_dir("", 4)
     assert made == tmp_path / "output" / "x" / "k-4"
-    assert by_hand == tmp_path / "output" / "grace_hopper" / "interactive" / "k-4"
-    assert experiment.output_dir("images/a.png", 2, tmp_path).parts[-3:] == \
+    assert by_hand == paths.ROOT / "output" / "grace_hopper" / "interactive" / "k-4"
+    assert experiment.output_dir("images/a.png", 2).parts[-3:] == \
         ("a", "interactive", "k-2")
 
 
@@ -251,13 +251,14 @@ def test_runs_started_by_hand_never_write_where_make_does(tmp_path):
 
 @pytest.fixture()
 def project_copy(tmp_path):
-    """A copy of the project that shares this test's environment (no reinstall)."""
-    for item in ("Makefile", "src", "pipeline", "notebooks"):
+    """A copy of the project that shares this test's environment (no reinstall; its
+    editable install still imports the code of this checkout)."""
+    for item in ("Makefile", "src", "notebooks"):
         source = ROOT / item
         (shutil.copytree if source.is_dir() else shutil.copy2)(
             source, tmp_path / item, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                          if source.is_dir() else {}))
-    for name in ("requirements.txt", "requirements-dev.txt"):
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
         shutil.copy2(ROOT / name, tmp_path / name)
     venv = Path(sys.prefix)
     if not (venv / ".installed").exists():

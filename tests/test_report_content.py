@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import em  # noqa: E402
-from pipeline import images, report  # noqa: E402
+from pipeline import images, paths, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_README = ROOT.parent / "shared" / "reference" / "README.md"
@@ -35,7 +35,7 @@ def blobs(seed=0, n=200, spread=0.01):
 
 
 def small_photo(width=48) -> np.ndarray:
-    rgb = images.load_rgb(images.default_image())
+    rgb = images.load_rgb(paths.default_image())
     h = round(width * rgb.shape[0] / rgb.shape[1])
     return np.asarray(Image.fromarray(rgb).resize((width, h), Image.Resampling.BOX))
 

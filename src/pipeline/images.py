@@ -15,18 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_IMAGE_NAME = "grace_hopper.jpg"  # ships with matplotlib as sample data
-
 
 class ImageError(ValueError):
     """An input image that cannot be used; the message names the path."""
-
-
-def default_image() -> Path:
-    """Path of the project's default image: the photograph matplotlib ships."""
-    from matplotlib import cbook
-
-    return Path(cbook.get_sample_data(DEFAULT_IMAGE_NAME, asfileobj=False))
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:

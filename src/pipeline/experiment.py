@@ -12,32 +12,21 @@ from pathlib import Path
 import numpy as np
 
 import em
-from pipeline import images
+from pipeline import images, paths
 
 METRICS_FILE = "metrics.json"
 SEGMENTED_FILE = "segmented.png"
 INDEXED_FILE = "indexed.png"
 
 
-def image_path(image: str, root: Path) -> Path:
-    """The image to use: the default image when `image` is empty; a relative path is
-    taken relative to the project root (so it means the same from notebooks/)."""
-    if not image:
-        return images.default_image()
-    path = Path(image).expanduser()
-    return path if path.is_absolute() else root / path
-
-
-def output_dir(image: str, k: int, root: Path, output_dir: str = "") -> Path:
+def output_dir(image: str, k: int, output_dir: str = "") -> Path:
     """Where a run writes: `output_dir` when given (the Makefile gives
-    output/<image-stem>/k-<K>/, so results of different images and K never overwrite
-    each other); otherwise, for a run started by hand in Jupyter,
-    output/<image-stem>/interactive/k-<K>/, which `make` neither reads nor tracks, so
-    an interactive run never replaces a result the Makefile believes is current."""
+    output/<image-stem>/k-<K>/); otherwise, for a run started by hand in Jupyter,
+    paths.interactive_dir, which `make` neither reads nor tracks."""
     if output_dir:
         path = Path(output_dir).expanduser()
-        return path if path.is_absolute() else root / path
-    return root / "output" / image_path(image, root).stem / "interactive" / f"k-{k}"
+        return path if path.is_absolute() else paths.ROOT / path
+    return paths.interactive_dir(image, k)
 
 
 def check_k(k: int) -> int:

@@ -1,0 +1,56 @@
+"""Where things are: the project root, the default image and the output layout.
+
+The one place that knows these paths; the Makefile asks it (`python src/pipeline/paths.py
+stem IMAGE`) instead of repeating them. Only the standard library is imported at module
+level, so the Makefile can run it before the environment exists.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "output"
+REPORT = ROOT / "report"  # the committed report of the default image
+DEFAULT_IMAGE_NAME = "grace_hopper.jpg"  # ships with matplotlib as sample data
+
+
+def default_image() -> Path:
+    """Path of the project's default image: the photograph matplotlib ships."""
+    from matplotlib import cbook
+
+    return Path(cbook.get_sample_data(DEFAULT_IMAGE_NAME, asfileobj=False))
+
+
+def image_path(image: str = "") -> Path:
+    """The image to use: the default image when `image` is empty; a relative path is
+    taken relative to the project root (so it means the same from notebooks/)."""
+    if not image:
+        return default_image()
+    path = Path(image).expanduser()
+    return path if path.is_absolute() else ROOT / path
+
+
+def image_stem(image: str = "") -> str:
+    """The name the outputs of an image go under: output/<stem>/."""
+    return Path(image).stem if image else Path(DEFAULT_IMAGE_NAME).stem
+
+
+def results_dir(image: str = "") -> Path:
+    """output/<stem>/: every run of one image."""
+    return OUTPUT / image_stem(image)
+
+
+def interactive_dir(image: str, k: int) -> Path:
+    """Where a run started by hand in Jupyter writes: output/<stem>/interactive/k-<K>/,
+    which make neither reads nor tracks."""
+    return results_dir(image) / "interactive" / f"k-{k}"
+
+
+if __name__ == "__main__":
+    # python src/pipeline/paths.py stem IMAGE  ->  the output stem of IMAGE
+    if len(sys.argv) == 3 and sys.argv[1] == "stem":
+        print(image_stem(sys.argv[2]))
+    else:
+        sys.exit("usage: paths.py stem IMAGE")

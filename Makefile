@@ -34,7 +34,7 @@ STEM  := $(shell $(PYTHON) src/pipeline/paths.py stem '$(IMAGE)')
 OUT   := output/$(STEM)
 RUNS  := $(foreach k,$(KS),$(OUT)/k-$(k)/experiment.ipynb)
 # What each step's results depend on (besides its notebook and parameters).
-CODE  := src/em.py src/pipeline/__init__.py src/pipeline/paths.py src/pipeline/images.py \
+CODE  := src/em.py src/pipeline/__init__.py src/pipeline/paths.py src/pipeline/atomic.py src/pipeline/images.py \
          src/pipeline/experiment.py src/pipeline/run_notebook.py
 RUN_NOTEBOOK := $(PY) -m pipeline.run_notebook
 

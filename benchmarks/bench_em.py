@@ -110,7 +110,8 @@ from pathlib import Path
 import numpy as np
 
 import em
-from pipeline.images import distinct_colours, load_rgb, write_text_atomic
+from pipeline.atomic import write_text_atomic
+from pipeline.images import distinct_colours, load_rgb
 from pipeline.paths import ROOT, default_image
 
 REFERENCE = ROOT / ".." / "shared" / "reference" / "im.jpg"

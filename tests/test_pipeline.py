@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import em
-from pipeline import experiment, images, paths
+from pipeline import atomic, experiment, images, paths
 from pipeline.run_notebook import run as run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,9 +133,9 @@ def test_indexed_png_holds_the_palette_and_indices(tmp_path):
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     path = tmp_path / "metrics.json"
-    images.write_text_atomic(path, "old")
+    atomic.write_text_atomic(path, "old")
     with pytest.raises(RuntimeError):
-        with images.atomic_path(path) as tmp:
+        with atomic.atomic_path(path) as tmp:
             tmp.write_text("half")
             raise RuntimeError("interrupted")
     assert path.read_text() == "old"

@@ -4,9 +4,7 @@ image and metrics. notebooks/experiment.ipynb calls these in order.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +109,6 @@ def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
         },
         "timing": {"fit_seconds": fit_seconds, "wall_seconds": wall_seconds},
     }
-
-
-def write_json(path: str | os.PathLike, obj: dict) -> None:
-    """Write JSON atomically (a reader sees the old file or the whole new one)."""
-    images.write_text_atomic(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
 
 
 def load_mixture(metrics_obj: dict) -> em.Mixture:

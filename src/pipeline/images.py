@@ -8,12 +8,12 @@ module is the bridge between files and that array.
 from __future__ import annotations
 
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline.atomic import atomic_path
 
 
 class ImageError(ValueError):
@@ -88,38 +88,6 @@ def distinct_colours(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     inverse = lookup[codes]
     colours = np.stack([(present >> 16) & 255, (present >> 8) & 255, present & 255], axis=1)
     return colours.astype(np.uint8), counts_all[present], inverse
-
-
-# ------------------------------------------------------------------ atomic output
-
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside `path`; rename it onto `path` only on success.
-
-    A reader never sees a half-written file: either the old file or the new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would give
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def save_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> None:

@@ -85,7 +85,7 @@ from jinja2 import DictLoader, pass_context
 from nbconvert.exporters import HTMLExporter, PDFExporter
 from nbconvert.exporters.pdf import LatexFailed
 
-from pipeline.images import atomic_path
+from pipeline.atomic import atomic_path
 
 TEX_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
 REMOVED_CELL_TAGS = {"parameters", "injected-parameters", "remove-cell"}

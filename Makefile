@@ -35,7 +35,7 @@ OUT   := output/$(STEM)
 RUNS  := $(foreach k,$(KS),$(OUT)/k-$(k)/experiment.ipynb)
 # What each step's results depend on (besides its notebook and parameters).
 CODE  := src/em.py src/pipeline/__init__.py src/pipeline/paths.py src/pipeline/atomic.py src/pipeline/images.py \
-         src/pipeline/experiment.py src/pipeline/run_notebook.py
+         src/pipeline/experiment.py src/pipeline/run_notebook.py src/pipeline/baselines.py src/pipeline/learned.py
 RUN_NOTEBOOK := $(PY) -m pipeline.run_notebook
 
 .PRECIOUS: $(OUT)/k-%/params.txt

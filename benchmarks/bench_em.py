@@ -28,7 +28,7 @@ to [0, 1] in float64.
   speedup = sklearn ms/it / ours ms/it (float64 against float64).
 * To convergence, each K in a fresh subprocess (so that the peak resident
   memory belongs to that one fit):
-    ours:    em.fit(colours, K, weights=counts) with the kernel's defaults
+    ours:    em.fit(colours, K, sample_weight=counts) with the kernel's defaults
              (kmeans++ start, n_init, tol, max_iter of em.fit); time of em.fit
              including its initialisation; iterations; mean_log_likelihood.
     sklearn: GaussianMixture(n_components=K, covariance_type="spherical",
@@ -215,7 +215,7 @@ def kernel_start(colours, counts, k):
 
 def time_ours(colours, counts, start, max_iter):
     t = time.perf_counter()
-    result = em.fit(colours, start.k, weights=counts, init=start, max_iter=max_iter, tol=1e-300)
+    result = em.fit(colours, start.k, sample_weight=counts, init=start, max_iter=max_iter, tol=1e-300)
     elapsed = time.perf_counter() - t
     assert result.n_iter == max_iter, (result.n_iter, max_iter)
     return elapsed
@@ -266,7 +266,7 @@ def case_ours(spec):
     base = peak_mib()
     quiet()
     t = time.perf_counter()
-    result = em.fit(colours, spec["k"], weights=counts)
+    result = em.fit(colours, spec["k"], sample_weight=counts)
     seconds = time.perf_counter() - t
     return {"iterations": result.n_iter, "converged": bool(result.converged),
             "seconds": seconds, "ll_per_pixel": result.mean_log_likelihood,
@@ -306,7 +306,7 @@ def case_memory(spec):
     del colours, counts
     t2 = time.perf_counter()
     after_distinct = peak_mib()
-    result = em.fit(X, spec["k"], weights=w, max_iter=spec["max_iter"])
+    result = em.fit(X, spec["k"], sample_weight=w, max_iter=spec["max_iter"])
     t3 = time.perf_counter()
     return {"height": height, "width": width, "megapixels": height * width / 1e6,
             "distinct_colours": int(len(X)), "k": spec["k"], "iterations": result.n_iter,
@@ -421,7 +421,7 @@ def main(argv=None):
           f"ms/it = (min t(1+{n_iter}) - min t(1)) / {n_iter}, minima over repeats, after a warm-up; "
           f"ours on distinct colours weighted by counts, sklearn on all pixels.")
     print("To convergence: each side with its defaults in a fresh subprocess "
-          "(em.fit(colours, K, weights=counts); GaussianMixture(K, 'spherical', "
+          "(em.fit(colours, K, sample_weight=counts); GaussianMixture(K, 'spherical', "
           f"random_state=0{'' if args.sklearn_max_iter is None else f', max_iter={args.sklearn_max_iter}'})"
           ".fit(pixels)); peak MiB = that subprocess's peak RSS.\n", flush=True)
 

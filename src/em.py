@@ -1,27 +1,26 @@
 """Expectation-Maximization for a mixture of isotropic Gaussians, in NumPy.
 
-The model, for samples x in R^D (here: RGB colours, D = 3):
+The model, for samples x in R^D (here: RGB colours, D = 3), with one variance per
+component shared by the D coordinates:
 
-    p(x) = sum_k pi_k N(x | mu_k, sigma_k^2 I)
-         = sum_k pi_k prod_d N(x_d | mu_kd, sigma_k^2)
+    p(x) = sum_k pi_k N(x | mu_k, sigma_k^2 I).
 
-with one variance per component, shared by the D coordinates.
+Every step works in the log domain. The expansion ||x - mu||^2 = ||x||^2 - 2 x.mu +
+||mu||^2 turns the log-densities of all samples against all components into one
+matrix product of the augmented samples [x, ||x||^2, 1] (N, D+2) with a (D+2, K)
+coefficient matrix; the same augmented samples, weighted by the responsibilities,
+give every sufficient statistic of the M-step in a second product. Samples carry
+weights (sample_weight), so a fit on the distinct colours of an image weighted by
+their pixel counts is exactly the fit on all pixels.
 
-Every step works in the log domain. The log-densities come from the expansion
-||x - mu||^2 = ||x||^2 - 2 x.mu + ||mu||^2, which turns the E-step of all samples
-against all components into one matrix product of the "augmented" samples
-[x, ||x||^2, 1] (N, D+2) with a (D+2, K) coefficient matrix. The same augmented
-samples, weighted by the responsibilities, give every sufficient statistic of the
-M-step in a second matrix product. Samples carry weights, so a fit on the distinct
-colours of an image, weighted by their pixel counts, is exactly the fit on all pixels.
+Data are processed in blocks of rows (never an (N, K) array inside fit) on a small
+thread pool; the partition does not depend on the number of threads and partial sums
+are added in block order, so results are the same bit for bit whatever the threads.
 
-Data are processed in blocks of rows (never an (N, K) array for all samples at
-once) on a small thread pool; the block partition does not depend on the number of
-threads and partial sums are added in block order, so results are the same bit for
-bit whatever the thread count.
-
-Entry point: `fit(X, k, ...)`. Queries on a fitted mixture: `log_likelihood`,
-`score_samples`, `responsibilities`, `predict`, `reconstruct`, `bic`.
+Steps: `e_step`, `m_step` (fit runs the same two, block by block), `nearest_centre`,
+`init_kmeans_plus_plus`, `init_random`. Entry point: `fit(X, k, ...)`. Queries on a
+mixture: `log_likelihood`, `score_samples`, `responsibilities`, `predict`,
+`reconstruct`, `bic`, `n_parameters`.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import numpy as np
 
 __all__ = [
     "ConvergenceWarning", "Mixture", "FitResult", "QUANTISATION_VARIANCE",
-    "fit", "log_prob", "e_step", "m_step", "init_kmeans_plus_plus", "init_random",
+    "fit", "e_step", "m_step", "nearest_centre", "init_kmeans_plus_plus", "init_random",
     "log_likelihood", "score_samples", "responsibilities", "predict", "reconstruct",
     "bic", "n_parameters",
 ]
@@ -45,10 +44,9 @@ __all__ = [
 LOG_2PI = math.log(2.0 * math.pi)
 
 # Default variance floor. 8-bit colours scaled to [0, 1] are rounded to multiples of
-# 1/255, and rounding to a grid of step h adds a uniform error of variance h^2 / 12
-# to every channel. A component cannot honestly claim a spread below that: a
-# variance under it describes the quantisation grid, not the colours, and letting it
-# shrink further lets the likelihood grow without bound on a single colour.
+# h = 1/255, which adds a uniform error of variance h^2 / 12 to every channel: a
+# component cannot honestly claim a smaller spread, and without a floor the
+# likelihood grows without bound on a single colour.
 QUANTISATION_VARIANCE = (1.0 / 255.0) ** 2 / 12.0
 
 # A component whose total responsibility falls below this fraction of the total
@@ -67,9 +65,8 @@ class ConvergenceWarning(UserWarning):
 class Mixture:
     """Parameters of a mixture of K isotropic Gaussians in D dimensions.
 
-    weights:   (K,)   mixing proportions pi_k, summing to 1.
-    means:     (K, D) component means mu_k.
-    variances: (K,)   one variance sigma_k^2 per component.
+    weights: (K,) mixing proportions pi_k, summing to 1; means: (K, D);
+    variances: (K,) one variance sigma_k^2 per component.
     """
 
     weights: np.ndarray
@@ -89,16 +86,13 @@ class Mixture:
 class FitResult(Mixture):
     """A fitted mixture and how EM got there.
 
-    log_likelihood: total (sample-weighted) log-likelihood of the returned
-                    parameters.
-    history:        (n_iter + 1,) total log-likelihood of the initial parameters
-                    and after every iteration; history[-1] == log_likelihood.
-    n_iter:         EM iterations run.
-    converged:      whether the gain per unit of sample weight fell below tol.
-    reseeds:        iterations at which a component that had lost all its weight
-                    was re-seeded (the log-likelihood may drop once there).
-    total_weight:   sum of the sample weights (the number of pixels for an image).
-    restarts:       (n_init,) final log-likelihood of every restart; the best won.
+    log_likelihood: total (sample-weighted) log-likelihood of the returned parameters.
+    history: (n_iter + 1,) total log-likelihood at the start and after every
+    iteration (history[-1] == log_likelihood); n_iter: E+M passes run; converged:
+    whether the gain per unit of sample weight fell below tol; reseeds: iterations
+    at which a component that had lost all its weight was re-seeded (the
+    log-likelihood may drop there); total_weight: sum of the sample weights (pixels);
+    restarts: (n_init,) final log-likelihood of every restart (the best won).
     """
 
     log_likelihood: float = 0.0
@@ -119,139 +113,33 @@ class FitResult(Mixture):
         return self.log_likelihood / self.total_weight
 
 
-# --------------------------------------------------------------------------- steps
+# ------------------------------------------------------------------ prepared samples
 
-def log_prob(X: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
-    """log N(x_n | mu_k, sigma_k^2 I) for every sample and component.
-
-    X: (N, D), means: (K, D), variances: (K,)  ->  (N, K).
-    """
-    X = np.asarray(X, dtype=np.float64)
-    d = X.shape[1]
-    sq_dist = (
-        (X * X).sum(axis=1)[:, None] - 2.0 * X @ means.T + (means * means).sum(axis=1)
-    )
-    np.maximum(sq_dist, 0.0, out=sq_dist)  # the expansion can round below zero
-    return -0.5 * (d * np.log(2.0 * np.pi * variances) + sq_dist / variances)
-
-
-def _log_weights(mixture: Mixture) -> np.ndarray:
-    """log pi_k: (K,). A weight of exactly 0 gives -inf (that component never wins)."""
-    with np.errstate(divide="ignore"):
-        return np.log(mixture.weights)
-
-
-def _exp_shifted_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Overwrite a (N, K) with exp(a - rowmax); return rowmax (N,) and the row sums (N,).
-
-    Then log sum_k exp(a_nk) = rowmax + log(rowsum). Subtracting the row maximum
-    first makes the largest term exp(0) = 1, so nothing overflows and the sum never
-    underflows to zero: the log-sum-exp trick.
-    """
-    row_max = a.max(axis=1)
-    a -= row_max[:, None]
-    np.exp(a, out=a)
-    return row_max, a.sum(axis=1)
-
-
-def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
-    """log sum_k exp(a_nk) for each row: (N, K) -> (N,). Overwrites `a`."""
-    row_max, row_sum = _exp_shifted_rows(a)
-    return row_max + np.log(row_sum)
-
-
-def e_step(X: np.ndarray, mixture: Mixture) -> tuple[np.ndarray, np.ndarray]:
-    """Responsibilities r_nk = p(z_n = k | x_n) by Bayes' rule, in the log domain.
-
-    X: (N, D)  ->  log_resp (N, K), log_norm (N,) where log_norm_n = log p(x_n).
-    """
-    log_joint = _log_weights(mixture) + log_prob(X, mixture.means, mixture.variances)
-    log_norm = _logsumexp_rows(log_joint.copy())
-    return log_joint - log_norm[:, None], log_norm
-
-
-def _statistics_to_mixture(stats: np.ndarray, total_weight: float,
-                           var_floor: float) -> tuple[Mixture, np.ndarray]:
-    """M-step from the weighted sufficient statistics.
-
-    stats: (K, D+2) with columns [sum_n r w x, sum_n r w ||x||^2, sum_n r w], where
-    r w is responsibility times sample weight. Returns the mixture and a (K,) mask
-    of components whose weight vanished (their parameters are placeholders).
-    """
-    d = stats.shape[1] - 2
-    nk = stats[:, d + 1]
-    dead = nk <= _DEAD_FRACTION * total_weight
-    safe_nk = np.where(dead, 1.0, nk)
-    means = stats[:, :d] / safe_nk[:, None]
-    # sigma_k^2 = sum_n r w ||x_n - mu_k||^2 / (D N_k) = (E_k||x||^2 - ||mu_k||^2) / D.
-    # Both terms are exact float64 sums over the same weights, so the difference is
-    # a weighted variance and cannot be negative beyond rounding; the floor bounds it.
-    variances = (stats[:, d] / safe_nk - (means * means).sum(axis=1)) / d
-    variances = np.maximum(variances, var_floor)
-    weights = nk / total_weight
-    return Mixture(weights, means, variances), dead
-
-
-def m_step(X: np.ndarray, sample_weight: np.ndarray, resp: np.ndarray,
-           var_floor: float = QUANTISATION_VARIANCE) -> Mixture:
-    """Closed-form maximiser of Q(theta, theta_old) given responsibilities.
-
-    X: (N, D), sample_weight: (N,), resp: (N, K)  ->  Mixture with
-        N_k = sum_n w_n r_nk,   pi_k = N_k / sum_n w_n,
-        mu_k = sum_n w_n r_nk x_n / N_k,
-        sigma_k^2 = sum_n w_n r_nk ||x_n - mu_k||^2 / (D N_k)   (floored).
-    """
-    X = np.asarray(X, dtype=np.float64)
-    w = np.asarray(sample_weight, dtype=np.float64)
-    stats = (resp * w[:, None]).T @ _augment(X)
-    return _statistics_to_mixture(stats, w.sum(), var_floor)[0]
-
-
-# ------------------------------------------------------------- the blocked E+M pass
-
-def _augment(X: np.ndarray, dtype=np.float64) -> np.ndarray:
-    """[x, ||x||^2, 1] for every sample: (N, D)  ->  (N, D+2)."""
-    X = np.asarray(X, dtype=np.float64)
-    out = np.empty((X.shape[0], X.shape[1] + 2), dtype=dtype)
+def _augment(X: np.ndarray) -> np.ndarray:
+    """[x, ||x||^2, 1] for every sample: (N, D) float64  ->  (N, D+2) float64."""
+    out = np.empty((X.shape[0], X.shape[1] + 2))
     out[:, :-2] = X
     out[:, -2] = (X * X).sum(axis=1)
     out[:, -1] = 1.0
     return out
 
 
-def _log_joint_coefficients(mixture: Mixture, shift: np.ndarray, dtype) -> np.ndarray:
-    """(D+2, K) matrix C with [y, ||y||^2, 1] @ C = log pi_k + log N(x | mu_k, sigma_k^2 I)
-    for y = x - shift:
-
-    log pi_k + log N = y.m_k / sigma_k^2 - ||y||^2 / (2 sigma_k^2)
-                       + log pi_k - D/2 log(2 pi sigma_k^2) - ||m_k||^2 / (2 sigma_k^2),
-    with m_k = mu_k - shift (distances do not depend on the shift).
-    """
-    d = mixture.d
-    means = mixture.means - shift
-    var = mixture.variances
-    log_w = _log_weights(mixture)
-    coef = np.empty((d + 2, mixture.k))
-    coef[:d] = (means / var[:, None]).T
-    coef[d] = -0.5 / var
-    coef[d + 1] = log_w - 0.5 * d * (LOG_2PI + np.log(var)) - 0.5 * (means * means).sum(1) / var
-    return coef.astype(dtype, copy=False)
-
-
 class _Blocks:
-    """Samples prepared once for repeated passes: augmented, centred, in blocks.
+    """Samples prepared once for repeated passes: centred, augmented, in row blocks.
 
-    X: (N, D) float, w: (N,) float64. Centring on `shift` keeps ||x||^2 small, which
-    limits the rounding of the expansion (that matters in float32).
+    X: (N, D), sample_weight: (N,) float64. Centring on `shift` (default: the weighted
+    mean) keeps ||x||^2 small, which limits the rounding of the expansion. `dtype` is
+    the precision of the E-step's matrix product (float32 input keeps float32).
     """
 
-    def __init__(self, X: np.ndarray, w: np.ndarray, k: int, dtype, shift=None,
+    def __init__(self, X, sample_weight, k: int, dtype=np.float64, shift=None,
                  block_rows: int | None = None):
         X = np.asarray(X, dtype=np.float64)
-        self.shift = np.average(X, axis=0, weights=w) if shift is None else shift
+        self.shift = (np.average(X, axis=0, weights=sample_weight) if shift is None
+                      else shift)
         self.xa64 = _augment(X - self.shift)  # for the sums of the M-step
         self.xa = self.xa64.astype(dtype, copy=False)  # for the E-step
-        self.w = w
+        self.w = sample_weight
         self.dtype = dtype
         n = X.shape[0]
         rows = block_rows or int(np.clip(_BLOCK_ENTRIES // max(k, 1), 256, 16384))
@@ -264,7 +152,7 @@ class _Blocks:
         return list(_pool().map(func, self.slices))
 
     def log_joint(self, sl: slice, coef: np.ndarray) -> np.ndarray:
-        """log pi_k + log N(x_n | mu_k, sigma_k^2 I) for the block: (rows, K)."""
+        """log pi_k + log N(x_n | mu_k, sigma_k^2 I) (less coef's offset): (rows, K)."""
         return self.xa[sl] @ coef
 
 
@@ -278,96 +166,213 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-# Row sums below this are recomputed with the exact row maximum (see _em_pass).
+def _log_weights(mixture: Mixture) -> np.ndarray:
+    """log pi_k: (K,). A weight of exactly 0 gives -inf (that component never wins)."""
+    with np.errstate(divide="ignore"):
+        return np.log(mixture.weights)
+
+
+def _log_joint_coefficients(mixture: Mixture, shift: np.ndarray, dtype=np.float64):
+    """(D+2, K) matrix C with [y, ||y||^2, 1] @ C = log pi_k + log N(x | mu_k, s_k I)
+    - offset, for y = x - shift, m_k = mu_k - shift, s_k = sigma_k^2:
+
+        y.m_k / s_k - ||y||^2 / (2 s_k) + log pi_k - D/2 log(2 pi s_k) - ||m_k||^2 / (2 s_k).
+
+    offset = max_k (log pi_k - D/2 log(2 pi s_k)) bounds every log-joint from above
+    (a density peaks at its mean), so exp(C-product) <= 1 never overflows. Returns
+    (C in dtype, offset)."""
+    d = mixture.d
+    means = mixture.means - shift
+    var = mixture.variances
+    peak = _log_weights(mixture) - 0.5 * d * (LOG_2PI + np.log(var))
+    offset = float(np.max(peak))
+    coef = np.empty((d + 2, mixture.k))
+    coef[:d] = (means / var[:, None]).T
+    coef[d] = -0.5 / var
+    coef[d + 1] = peak - offset - 0.5 * (means * means).sum(axis=1) / var
+    return coef.astype(dtype, copy=False), offset
+
+
+# ------------------------------------------------------------------------- E-step
+
+# Row sums below this are recomputed with the exact row maximum (see _e_step_block).
 _TINY_SUM = {np.float64: 1e-200, np.float32: 1e-30}
 
 
-def _em_pass(blocks: _Blocks, mixture: Mixture):
-    """One E-step over all blocks, accumulating the next M-step's statistics.
+def _e_step_block(blocks: _Blocks, sl: slice, coef: np.ndarray, offset: float):
+    """The E-step on one block of rows: responsibilities by Bayes' rule in the log
+    domain, in factored form r_nk = p_nk / row_sum_n.
 
-    Returns (total log-likelihood of `mixture`, stats (K, D+2) float64 measured from
-    blocks.shift, index of the worst-explained sample).
-
-    Log-sum-exp needs a shift per row that keeps exp() from overflowing. Instead of
-    the row maximum (a pass over the block), use a bound: a log-density never exceeds
-    its value at the mean, so L_nk <= log pi_k - D/2 log(2 pi sigma_k^2) =: c_k, and
-    after subtracting max_k c_k (folded into the matrix product) every term is <= 1.
-    Rows whose terms all underflow (samples far from every component) get their sum
-    recomputed with the exact maximum.
+    -> p (rows, K) = exp(L_nk - shift_n), row_sum (rows,) float64, log_norm (rows,) =
+    log p(x_n) = shift_n + log row_sum_n, where L_nk = log pi_k + log N(x_n | k).
+    The log-sum-exp shift is the upper bound `offset` (no pass for the row maximum);
+    rows whose terms all underflow (samples far from every component) are redone
+    with their exact maximum.
     """
-    d = mixture.d
-    coef = _log_joint_coefficients(mixture, blocks.shift, np.float64)
-    upper = float(np.max(_log_weights(mixture)
-                         - 0.5 * d * (LOG_2PI + np.log(mixture.variances))))
-    coef[d + 1] -= upper
-    coef = coef.astype(blocks.dtype, copy=False)
-    tiny = _TINY_SUM[blocks.dtype]
+    p = blocks.log_joint(sl, coef)  # L_nk - offset <= 0
+    np.exp(p, out=p)
+    row_sum = p.sum(axis=1, dtype=np.float64)
+    shift = np.full(len(row_sum), offset)
+    low = np.flatnonzero(row_sum < _TINY_SUM[blocks.dtype])
+    if len(low):
+        redo = blocks.log_joint(slice(sl.start + low[0], sl.start + low[-1] + 1), coef)
+        redo = redo[low - low[0]]
+        row_max = redo.max(axis=1)
+        redo -= row_max[:, None]
+        np.exp(redo, out=redo)
+        p[low], row_sum[low] = redo, redo.sum(axis=1, dtype=np.float64)
+        shift[low] += row_max
+    return p, row_sum, shift + np.log(row_sum)
+
+
+def _e_step_all(blocks: _Blocks, mixture: Mixture, normalise: bool = True):
+    """_e_step_block over every block: resp (N, K) (or None), log_norm (N,)."""
+    coef, offset = _log_joint_coefficients(mixture, blocks.shift, blocks.dtype)
 
     def one_block(sl):
-        resp = blocks.log_joint(sl, coef)           # L_nk - upper <= 0
-        np.exp(resp, out=resp)
-        row_sum = resp.sum(axis=1, dtype=np.float64)
-        shift = np.full(len(row_sum), upper)
-        low = np.flatnonzero(row_sum < tiny)
-        if len(low):
-            redo = blocks.log_joint(slice(sl.start + low[0], sl.start + low[-1] + 1), coef)
-            redo = redo[low - low[0]]
-            row_max, row_sum[low] = _exp_shifted_rows(redo)
-            resp[low] = redo
-            shift[low] += row_max
-        log_norm = shift + np.log(row_sum)
-        # r_nk w_n = exp(L_nk - shift_n) * w_n / row_sum_n: fold w_n / row_sum_n into
-        # the (rows, D+2) samples rather than scaling the (rows, K) block.
-        scaled = blocks.xa64[sl] * (blocks.w[sl] / row_sum)[:, None]
-        stats = resp.T.astype(np.float64, copy=False) @ scaled  # sums in float64
-        worst = int(np.argmin(log_norm))
-        return (float(blocks.w[sl] @ log_norm), stats, float(log_norm[worst]),
-                sl.start + worst)
+        p, row_sum, log_norm = _e_step_block(blocks, sl, coef, offset)
+        if not normalise:
+            return None, log_norm
+        p /= row_sum[:, None]
+        return p, log_norm
 
     parts = blocks.map(one_block)
-    total = math.fsum(p[0] for p in parts)
-    stats = np.sum([p[1] for p in parts], axis=0)
-    worst = min(parts, key=lambda p: p[2])[3]
+    resp = np.concatenate([p for p, _ in parts]) if normalise else None
+    return resp, np.concatenate([log_norm for _, log_norm in parts])
+
+
+def e_step(X, mixture: Mixture) -> tuple[np.ndarray, np.ndarray]:
+    """Responsibilities r_nk = p(z_n = k | x_n) and log p(x_n), in the log domain.
+
+    X: (N, D)  ->  resp (N, K) with rows summing to 1, log_norm (N,). The same
+    block E-step as fit's; here the (N, K) responsibilities are materialised.
+    """
+    X = _validate_samples(X, "X", mixture.d)
+    blocks = _Blocks(X, np.ones(len(X)), mixture.k, shift=mixture.weights @ mixture.means)
+    return _e_step_all(blocks, mixture)
+
+
+# ------------------------------------------------------------------------- M-step
+
+def _statistics(blocks: _Blocks, sl: slice, p: np.ndarray, row_sum: np.ndarray):
+    """Weighted sufficient statistics of one block: (K, D+2) float64 with columns
+    [sum r w y, sum r w ||y||^2, sum r w] (y = x - shift), for r = p / row_sum.
+    w / row_sum is folded into the (rows, D+2) samples, not the (rows, K) block."""
+    scaled = blocks.xa64[sl] * (blocks.w[sl] / row_sum)[:, None]
+    return p.T.astype(np.float64, copy=False) @ scaled
+
+
+def _mixture_from_statistics(stats: np.ndarray, total_weight: float, var_floor: float,
+                             shift: np.ndarray) -> tuple[Mixture, np.ndarray]:
+    """The closed-form M-step from statistics (K, D+2) measured from `shift`:
+
+        N_k = sum r w,  pi_k = N_k / sum w,  mu_k = sum r w x / N_k,
+        sigma_k^2 = sum r w ||x - mu_k||^2 / (D N_k)  (floored).
+
+    Returns the mixture and a (K,) mask of components whose weight vanished (their
+    means and variances are placeholders)."""
+    d = stats.shape[1] - 2
+    nk = stats[:, d + 1]
+    dead = nk <= _DEAD_FRACTION * total_weight
+    safe_nk = np.where(dead, 1.0, nk)
+    means = stats[:, :d] / safe_nk[:, None]
+    # sigma^2 = (E_k||y||^2 - ||E_k y||^2) / D: a weighted variance, non-negative up
+    # to rounding (small because y is centred); the floor bounds it.
+    variances = (stats[:, d] / safe_nk - (means * means).sum(axis=1)) / d
+    variances = np.maximum(variances, var_floor)
+    return Mixture(nk / total_weight, means + shift, variances), dead
+
+
+def m_step(X, resp, sample_weight=None, var_floor: float = QUANTISATION_VARIANCE) -> Mixture:
+    """Closed-form maximiser of Q(theta, theta_old) given responsibilities.
+
+    X: (N, D), resp: (N, K), sample_weight: (N,) or None (all ones)  ->  Mixture with
+    pi_k = N_k / sum w, mu_k = sum w r x / N_k, sigma_k^2 = sum w r ||x - mu_k||^2 /
+    (D N_k) floored at var_floor, where N_k = sum_n w_n r_nk.
+    """
+    X = _validate_samples(X, "X")
+    w = _validate_sample_weight(sample_weight, len(X))
+    resp = np.asarray(resp, dtype=np.float64)
+    if resp.ndim != 2 or resp.shape[0] != len(X):
+        raise ValueError(f"resp must have shape ({len(X)}, K), got {resp.shape}")
+    blocks = _Blocks(X, w, resp.shape[1])
+    stats = _statistics(blocks, slice(0, len(X)), resp, np.ones(len(X)))
+    return _mixture_from_statistics(stats, float(w.sum()), var_floor, blocks.shift)[0]
+
+
+# ------------------------------------------------------------------ one EM iteration
+
+def _e_pass(blocks: _Blocks, mixture: Mixture):
+    """E-step of every block, accumulating the M-step's statistics on the way.
+
+    -> (total log-likelihood of `mixture`, stats (K, D+2), index of the sample the
+    mixture explains worst)."""
+    coef, offset = _log_joint_coefficients(mixture, blocks.shift, blocks.dtype)
+
+    def one_block(sl):
+        p, row_sum, log_norm = _e_step_block(blocks, sl, coef, offset)
+        worst = int(np.argmin(log_norm))
+        return (float(blocks.w[sl] @ log_norm), _statistics(blocks, sl, p, row_sum),
+                float(log_norm[worst]), sl.start + worst)
+
+    parts = blocks.map(one_block)
+    total = math.fsum(part[0] for part in parts)
+    stats = np.sum([part[1] for part in parts], axis=0)
+    worst = min(parts, key=lambda part: part[2])[3]
     return total, stats, worst
 
 
-def _m_step_from_stats(blocks: _Blocks, stats: np.ndarray, total_weight: float,
-                       var_floor: float, worst: int):
-    """M-step; a component that lost all its weight is re-seeded on the sample the
-    current mixture explains worst. Returns (mixture, whether a re-seed happened).
+def _reseed(blocks: _Blocks, mixture: Mixture, dead: np.ndarray, worst: int,
+            total_weight: float) -> Mixture:
+    """Move the first dead component onto the worst-explained sample.
 
-    Only the first dead component is re-seeded: the pass knows one worst sample, and
-    two components re-seeded on it would be identical and stay identical forever.
-    Any other dead component keeps weight 0 (it then stays dead) and is re-seeded at
-    a later iteration, on the sample worst explained by then."""
-    mixture, dead = _statistics_to_mixture(stats, total_weight, var_floor)
-    means = mixture.means + blocks.shift
-    if not dead.any():
-        return Mixture(mixture.weights, means, mixture.variances), False
-    weights, variances = mixture.weights.copy(), mixture.variances.copy()
+    Only one: two components re-seeded on the same sample would stay identical
+    forever. Other dead ones keep weight 0 and are re-seeded at later iterations."""
+    weights, means, variances = (mixture.weights.copy(), mixture.means.copy(),
+                                 mixture.variances.copy())
     live = ~dead
     first = np.flatnonzero(dead)[0]
     weights[dead] = 0.0
     means[first] = blocks.xa64[worst, :-2] + blocks.shift
-    variances[first] = np.average(variances[live], weights=weights[live]) if live.any() \
-        else variances.max()
+    variances[first] = (np.average(variances[live], weights=weights[live]) if live.any()
+                        else variances.max())
     weights[first] = blocks.w[worst] / total_weight
-    weights /= weights.sum()
-    return Mixture(weights, means, variances), True
+    return Mixture(weights / weights.sum(), means, variances)
 
 
 # ------------------------------------------------------------------ initialisation
 
-def init_kmeans_plus_plus(X: np.ndarray, w: np.ndarray, k: int,
-                          rng: np.random.Generator,
+def nearest_centre(X, centres) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest centre of every sample and the squared distance to it.
+
+    X: (N, D), centres: (K, D)  ->  labels (N,) int64, sq_dist (N,) float64. The
+    argmin uses the expansion ||x||^2 - 2 x.c + ||c||^2 in row blocks; the returned
+    distances are recomputed from the differences, so they are exact. Ties go to the
+    lowest index.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    centres = np.asarray(centres, dtype=np.float64)
+    cc = (centres * centres).sum(axis=1)
+    labels = np.empty(len(X), dtype=np.int64)
+    rows = max(256, _BLOCK_ENTRIES // max(1, len(centres)))
+    for start in range(0, len(X), rows):
+        block = X[start:start + rows]
+        labels[start:start + len(block)] = np.argmin(cc - 2.0 * block @ centres.T, axis=1)
+    diff = X - centres[labels]
+    return labels, (diff * diff).sum(axis=1)
+
+
+def init_kmeans_plus_plus(X, sample_weight, k: int, rng: np.random.Generator,
                           var_floor: float = QUANTISATION_VARIANCE) -> Mixture:
     """k-means++ seeding with sample weights, then one hard assignment.
 
     Centres are drawn one at a time, each sample with probability proportional to
     w_n D_n^2 (D_n: distance to the nearest centre so far; the first draw uses w_n).
     Each sample then goes to its nearest centre; a component's weight and variance
-    are those of its cluster.  X: (N, D), w: (N,)  ->  Mixture.
+    are those of its cluster.  X: (N, D), sample_weight: (N,)  ->  Mixture.
     """
+    X = np.asarray(X, dtype=np.float64)
+    w = np.asarray(sample_weight, dtype=np.float64)
     n, d = X.shape
     centres = np.empty((k, d))
     centres[0] = X[rng.choice(n, p=w / w.sum())]
@@ -381,18 +386,18 @@ def init_kmeans_plus_plus(X: np.ndarray, w: np.ndarray, k: int,
                 f"weight ({j}): a mixture cannot have more components than points")
         centres[j] = X[rng.choice(n, p=score / total)]
         np.minimum(closest_sq, ((X - centres[j]) ** 2).sum(axis=1), out=closest_sq)
-    labels = predict(Mixture(np.full(k, 1.0 / k), centres, np.ones(k)), X)
+    labels, sq_dist = nearest_centre(X, centres)
     nk = np.bincount(labels, weights=w, minlength=k)
-    sq = ((X - centres[labels]) ** 2).sum(axis=1)
-    spread = np.bincount(labels, weights=w * sq, minlength=k) / (d * np.maximum(nk, 1e-300))
+    spread = np.bincount(labels, weights=w * sq_dist, minlength=k) / (d * np.maximum(nk, 1e-300))
     return Mixture(nk / nk.sum(), centres, np.maximum(spread, var_floor))
 
 
-def init_random(X: np.ndarray, w: np.ndarray, k: int,
-                rng: np.random.Generator) -> Mixture:
+def init_random(X, sample_weight, k: int, rng: np.random.Generator) -> Mixture:
     """The original study's start: means at k random samples (drawn with probability
     proportional to weight, without replacement), variances uniform in (0, 1),
-    equal weights.  X: (N, D), w: (N,)  ->  Mixture."""
+    equal weights.  X: (N, D), sample_weight: (N,)  ->  Mixture."""
+    X = np.asarray(X, dtype=np.float64)
+    w = np.asarray(sample_weight, dtype=np.float64)
     positive = np.flatnonzero(w > 0)
     distinct = len(np.unique(X[positive], axis=0))
     if k > distinct:
@@ -403,44 +408,32 @@ def init_random(X: np.ndarray, w: np.ndarray, k: int,
     variances = rng.uniform(0.0, 1.0, size=k)
     while np.any(variances == 0.0):  # uniform draws are in [0, 1); keep it open
         variances[variances == 0.0] = rng.uniform(0.0, 1.0)
-    return Mixture(np.full(k, 1.0 / k), X[idx].astype(np.float64), variances)
+    return Mixture(np.full(k, 1.0 / k), X[idx], variances)
 
 
 # --------------------------------------------------------------------------- fit
 
-def fit(X, k, *, weights=None, init="kmeans++", n_init: int = 1, tol: float = 1e-5,
+def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: float = 1e-5,
         max_iter: int = 1000, seed: int = 0, var_floor: float = QUANTISATION_VARIANCE,
         block_rows: int | None = None) -> FitResult:
     """Fit a mixture of k isotropic Gaussians to X by EM.
 
-    X:         (N, D) samples, float64 (float32 is kept: the E-step runs in float32
-               and all sums in float64).
-    k:         number of components, an integer >= 1.
-    weights:   (N,) non-negative sample weights (e.g. pixel counts of distinct
-               colours); None means all ones. Samples of weight 0 are ignored.
-    init:      "kmeans++" (weighted k-means++ seeding), "random" (the original
-               study's: means at k random samples, variances uniform in (0, 1),
-               equal weights), or explicit initial parameters: a Mixture or a
-               (weights (K,), means (K, D), variances (K,)) tuple.
-    n_init:    restarts from independent initialisations; the best final
-               log-likelihood wins (an explicit init runs once).
-    tol:       stop when the gain in log-likelihood per unit of sample weight
-               (per pixel) between iterations falls below tol.
-    max_iter:  iterations at most; stopping there issues a ConvergenceWarning.
-    seed:      seed of numpy.random.default_rng (an integer >= 0), the only
-               source of randomness.
-    var_floor: smallest variance a component may take (default: the quantisation
-               variance of 8-bit data scaled to [0, 1]).
-    block_rows: rows per block, an integer >= 1 (default None: chosen from k);
-               results do not depend on the number of threads, and differ across
-               block sizes only by rounding.
+    X: (N, D) samples (float32 input keeps a float32 E-step, sums in float64);
+    k: components, an integer >= 1; sample_weight: (N,) non-negative weights (e.g.
+    pixel counts of distinct colours), None for ones, weight-0 samples are ignored;
+    init: "kmeans++", "random" (the original study's start) or explicit parameters
+    (a Mixture or a (weights, means, variances) tuple, run once); n_init: restarts,
+    the best final log-likelihood wins; tol: stop when the gain per unit of sample
+    weight falls below it; max_iter: at most this many iterations (then a
+    ConvergenceWarning); seed: of numpy.random.default_rng, the only randomness;
+    var_floor: smallest variance; block_rows: rows per block (None: from k; results
+    differ across block sizes only by rounding, never across thread counts).
     """
-    X, w, k, dtype = _validate(X, k, weights, tol, max_iter, n_init, var_floor,
+    X, w, k, dtype = _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor,
                                seed, block_rows)
     if not w.all():
-        # A sample of weight 0 adds nothing to any sum, but it may be the sample the
-        # mixture explains worst: a component re-seeded there would get weight 0,
-        # die again and be re-seeded there at every iteration.
+        # A weight-0 sample adds nothing, but it may be the worst-explained one: a
+        # component re-seeded there would die and be re-seeded there forever.
         X, w = X[w > 0], w[w > 0]
     total_weight = float(w.sum())
     explicit = not isinstance(init, str)
@@ -474,20 +467,21 @@ def fit(X, k, *, weights=None, init="kmeans++", n_init: int = 1, tol: float = 1e
 
 def _run_em(blocks: _Blocks, mixture: Mixture, total_weight: float, tol: float,
             max_iter: int, var_floor: float) -> FitResult:
-    """EM from one start: alternate a fused E-pass and an M-step until the gain in
-    log-likelihood per unit weight is below tol. The last E-pass scores the returned
-    parameters, so history[-1] is their log-likelihood."""
-    ll, stats, worst = _em_pass(blocks, mixture)
+    """EM from one start: E-step (with the statistics), M-step, until the gain per
+    unit weight is below tol. The last E-step scores the returned parameters."""
+    ll, stats, worst = _e_pass(blocks, mixture)
     history, reseeds, converged = [ll], [], False
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        mixture, reseeded = _m_step_from_stats(blocks, stats, total_weight, var_floor, worst)
-        ll, stats, worst = _em_pass(blocks, mixture)
-        history.append(ll)
-        if reseeded:
+        mixture, dead = _mixture_from_statistics(stats, total_weight, var_floor,
+                                                 blocks.shift)
+        if dead.any():
+            mixture = _reseed(blocks, mixture, dead, worst, total_weight)
             reseeds.append(n_iter)
-        elif abs(history[-1] - history[-2]) < tol * total_weight:
+        ll, stats, worst = _e_pass(blocks, mixture)
+        history.append(ll)
+        if not dead.any() and abs(history[-1] - history[-2]) < tol * total_weight:
             converged = True
             break
     return FitResult(mixture.weights, mixture.means, mixture.variances,
@@ -498,47 +492,33 @@ def _run_em(blocks: _Blocks, mixture: Mixture, total_weight: float, tol: float,
 
 # ------------------------------------------------------------------------ queries
 
-def _query_blocks(mixture: Mixture, X, weights=None) -> _Blocks:
+def _query_blocks(mixture: Mixture, X) -> _Blocks:
     X = _validate_samples(X, "X", mixture.d)
-    w = np.ones(len(X)) if weights is None else _validate_weights(weights, len(X))
-    shift = mixture.weights @ mixture.means
-    return _Blocks(X, w, mixture.k, np.float64, shift=shift)
+    return _Blocks(X, np.ones(len(X)), mixture.k, shift=mixture.weights @ mixture.means)
 
 
 def score_samples(mixture: Mixture, X) -> np.ndarray:
     """log p(x_n) for each sample: (N, D)  ->  (N,)."""
-    blocks = _query_blocks(mixture, X)
-    coef = _log_joint_coefficients(mixture, blocks.shift, np.float64)
-    parts = blocks.map(lambda sl: _logsumexp_rows(blocks.log_joint(sl, coef)))
-    return np.concatenate(parts)
+    return _e_step_all(_query_blocks(mixture, X), mixture, normalise=False)[1]
 
 
-def log_likelihood(mixture: Mixture, X, weights=None) -> float:
-    """Total log-likelihood sum_n w_n log p(x_n): (N, D), (N,)  ->  float."""
+def log_likelihood(mixture: Mixture, X, sample_weight=None) -> float:
+    """Total log-likelihood sum_n w_n log p(x_n): (N, D), (N,) or None  ->  float."""
     log_density = score_samples(mixture, X)
-    if weights is None:
+    if sample_weight is None:
         return math.fsum(log_density)
-    return math.fsum(_validate_weights(weights, len(log_density)) * log_density)
+    return math.fsum(_validate_sample_weight(sample_weight, len(log_density)) * log_density)
 
 
 def responsibilities(mixture: Mixture, X) -> np.ndarray:
     """Posterior probabilities p(z_n = k | x_n): (N, D)  ->  (N, K), rows sum to 1."""
-    blocks = _query_blocks(mixture, X)
-    coef = _log_joint_coefficients(mixture, blocks.shift, np.float64)
-
-    def one_block(sl):
-        resp = blocks.log_joint(sl, coef)
-        _logsumexp_rows(resp)
-        resp /= resp.sum(axis=1)[:, None]
-        return resp
-
-    return np.concatenate(blocks.map(one_block))
+    return _e_step_all(_query_blocks(mixture, X), mixture)[0]
 
 
 def predict(mixture: Mixture, X) -> np.ndarray:
     """Most probable component of each sample: (N, D)  ->  (N,) int64 labels."""
     blocks = _query_blocks(mixture, X)
-    coef = _log_joint_coefficients(mixture, blocks.shift, np.float64)
+    coef, _ = _log_joint_coefficients(mixture, blocks.shift)
     parts = blocks.map(lambda sl: np.argmax(blocks.log_joint(sl, coef), axis=1))
     return np.concatenate(parts).astype(np.int64)
 
@@ -553,11 +533,11 @@ def n_parameters(k: int, d: int) -> int:
     return (k - 1) + k * d + k
 
 
-def bic(mixture: Mixture, X, weights=None) -> float:
-    """Bayesian information criterion -2 log L + p log n (lower is better), where n
-    is the total sample weight (the number of pixels for distinct colours)."""
-    log_l = log_likelihood(mixture, X, weights)  # validates X and weights
-    n = len(X) if weights is None else float(np.sum(weights))
+def bic(mixture: Mixture, X, sample_weight=None) -> float:
+    """Bayesian information criterion -2 log L + p log n (lower is better), n the
+    total sample weight (the number of pixels for weighted distinct colours)."""
+    log_l = log_likelihood(mixture, X, sample_weight)  # validates X and sample_weight
+    n = len(X) if sample_weight is None else float(np.sum(sample_weight))
     return -2.0 * log_l + n_parameters(mixture.k, mixture.d) * math.log(n)
 
 
@@ -586,20 +566,21 @@ def _validate_samples(X, name: str, d: int | None = None) -> np.ndarray:
     return X
 
 
-def _validate_weights(weights, n: int) -> np.ndarray:
+def _validate_sample_weight(sample_weight, n: int) -> np.ndarray:
+    if sample_weight is None:
+        return np.ones(n)
     try:
-        w = np.asarray(weights, dtype=np.float64) if not isinstance(weights, np.ndarray) \
-            else weights.astype(np.float64, copy=False)
+        w = np.asarray(sample_weight, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"weights must be a numeric array: {error}") from None
+        raise ValueError(f"sample_weight must be a numeric array: {error}") from None
     if w.shape != (n,):
-        raise ValueError(f"weights must have shape ({n},) to match X, got {w.shape}")
+        raise ValueError(f"sample_weight must have shape ({n},) to match X, got {w.shape}")
     if not np.isfinite(w).all():
-        raise ValueError("weights contains NaN or inf")
+        raise ValueError("sample_weight contains NaN or inf")
     if (w < 0).any():
-        raise ValueError("weights must be non-negative")
+        raise ValueError("sample_weight must be non-negative")
     if not w.sum() > 0:
-        raise ValueError("weights are all zero")
+        raise ValueError("sample_weight is all zero")
     return w
 
 
@@ -607,13 +588,13 @@ def _is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _validate(X, k, weights, tol, max_iter, n_init, var_floor, seed=0, block_rows=None):
+def _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor, seed, block_rows):
     X = _validate_samples(X, "X")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+    if not _is_integer(k):
         raise ValueError(f"k must be an integer, got {k!r}")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    w = np.ones(len(X)) if weights is None else _validate_weights(weights, len(X))
+    w = _validate_sample_weight(sample_weight, len(X))
     if k > np.count_nonzero(w):
         raise ValueError(f"k (={k}) exceeds the number of samples with positive "
                          f"weight ({np.count_nonzero(w)})")

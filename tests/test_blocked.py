@@ -66,7 +66,7 @@ def run(block_rows, X=None):
     X = X0 if X is None else X
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", em.ConvergenceWarning)
-        result = em.fit(X, K, weights=w, init=start(), max_iter=ITERATIONS, tol=1e-300,
+        result = em.fit(X, K, sample_weight=w, init=start(), max_iter=ITERATIONS, tol=1e-300,
                         block_rows=block_rows)
     assert result.n_iter == ITERATIONS
     return result

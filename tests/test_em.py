@@ -178,7 +178,7 @@ def test_fit_agrees_with_reference_em(d, weighted):
     if not weighted:
         w = np.ones(len(X))
     (weights, means, variances), history = ref_em(X, w, init, 20)
-    result = fixed_iterations(X, 4, init, 20, weights=w if weighted else None)
+    result = fixed_iterations(X, 4, init, 20, sample_weight=w if weighted else None)
 
     assert np.all(np.diff(history) > 0) and abs(history[-1] - history[0]) > 1.0, \
         "test data should make EM move"
@@ -192,23 +192,19 @@ def test_fit_agrees_with_reference_em(d, weighted):
 
 
 def test_steps_agree_with_reference():
-    """em.log_prob, em.e_step and em.m_step against the reference, at two sets of
-    parameters (the poor start and the start moved by one reference EM step)."""
+    """em.e_step and em.m_step against the reference, at two sets of parameters (the
+    poor start and the start moved by one reference EM step)."""
     X, w, init = overlapping(3, n=1500, seed=3)
     resp0, _ = ref_e_step(X, *init)
     for params in (init, ref_m_step(X, w, resp0)):
-        weights, means, variances = params
         mixture = em.Mixture(*params)
-        assert_close(em.log_prob(X, means, variances), ref_log_prob(X, means, variances),
-                     1e-10, "log_prob")
-
         resp, log_density = ref_e_step(X, *params)
-        log_resp, log_norm = em.e_step(X, mixture)
-        assert log_resp.shape == resp.shape and log_norm.shape == (len(X),)
+        got_resp, log_norm = em.e_step(X, mixture)
+        assert got_resp.shape == resp.shape and log_norm.shape == (len(X),)
         assert_close(log_norm, log_density, 1e-10, "e_step log_norm")
-        assert np.abs(np.exp(log_resp) - resp).max() <= 1e-10, "e_step responsibilities"
+        assert np.abs(got_resp - resp).max() <= 1e-10, "e_step responsibilities"
 
-        got = em.m_step(X, w, resp)
+        got = em.m_step(X, resp, sample_weight=w)
         assert isinstance(got, em.Mixture)
         want = ref_m_step(X, w, resp)
         assert_close(got.weights, want[0], 1e-10, "m_step weights")
@@ -250,7 +246,7 @@ def test_m_step_applies_the_variance_floor():
     X, w, init = overlapping(3, n=500, seed=4)
     resp, _ = ref_e_step(X, *init)
     floor = 0.5 * ref_m_step(X, w, resp, var_floor=0.0)[2].max()  # binds for some
-    got = em.m_step(X, w, resp, var_floor=floor)
+    got = em.m_step(X, resp, sample_weight=w, var_floor=floor)
     assert_close(got.variances, ref_m_step(X, w, resp, var_floor=floor)[2], 1e-10)
     assert got.variances.min() == floor
 
@@ -283,7 +279,7 @@ def test_likelihood_never_decreases_on_synthetic_data(k):
     for seed in (0, 1, 2):
         for weights in (None, w):
             for init in ("kmeans++", "random"):
-                result = quiet_fit(X, k, weights=weights, init=init, seed=seed,
+                result = quiet_fit(X, k, sample_weight=weights, init=init, seed=seed,
                                    tol=1e-300, max_iter=60)
                 assert_monotone(result)
 
@@ -291,7 +287,7 @@ def test_likelihood_never_decreases_on_synthetic_data(k):
 def test_likelihood_never_decreases_on_distinct_colours_with_counts():
     colours, counts = np.unique(photo(80), axis=0, return_counts=True)
     for k in (4, 16):
-        result = quiet_fit(colours, k, weights=counts, seed=3, tol=1e-300, max_iter=60)
+        result = quiet_fit(colours, k, sample_weight=counts, seed=3, tol=1e-300, max_iter=60)
         assert_monotone(result)
 
 
@@ -352,7 +348,7 @@ def test_weighted_distinct_rows_equal_all_rows(k):
     start = em.init_kmeans_plus_plus(colours, counts.astype(np.float64), k,
                                      np.random.default_rng(5))
     on_all = fixed_iterations(X, k, start, 25)
-    on_distinct = fixed_iterations(colours, k, start, 25, weights=counts)
+    on_distinct = fixed_iterations(colours, k, start, 25, sample_weight=counts)
 
     assert on_distinct.total_weight == on_all.total_weight == len(X)
     assert_close(on_distinct.history, on_all.history, 1e-9, "history")
@@ -370,13 +366,13 @@ def test_kmeans_plus_plus_with_counts():
     colours, counts = np.unique(quantised_photo(), axis=0, return_counts=True)
     counts = counts.astype(np.float64)
     k, seed = 8, 11
-    fitted = quiet_fit(colours, k, weights=counts, init="kmeans++", seed=seed, max_iter=25)
+    fitted = quiet_fit(colours, k, sample_weight=counts, init="kmeans++", seed=seed, max_iter=25)
     start = em.init_kmeans_plus_plus(colours, counts, k, np.random.default_rng(seed))
-    by_hand = quiet_fit(colours, k, weights=counts, init=start, max_iter=25)
+    by_hand = quiet_fit(colours, k, sample_weight=counts, init=start, max_iter=25)
     for name in ("weights", "means", "variances", "history"):
         assert np.array_equal(getattr(fitted, name), getattr(by_hand, name)), name
 
-    doubled = quiet_fit(colours, k, weights=2 * counts, init="kmeans++", seed=seed,
+    doubled = quiet_fit(colours, k, sample_weight=2 * counts, init="kmeans++", seed=seed,
                         max_iter=25)
     assert_close(doubled.means, fitted.means, 1e-12, "means", elementwise=False)
     assert_close(doubled.variances, fitted.variances, 1e-12, "variances")
@@ -506,14 +502,14 @@ BAD_INPUTS = {
     "X objects": (dict(X=np.array([[0.1, None, 0.3]] * 40)), "X"),
     "X complex": (dict(X=GOOD_X + 1j), "X"),
     "X ragged": (dict(X=[[0.1, 0.2, 0.3], [0.1, 0.2]]), "X"),
-    # weights
-    "weights short": (dict(weights=np.ones(39)), "weights"),
-    "weights 2-D": (dict(weights=np.ones((40, 1))), "weights"),
-    "weights NaN": (dict(weights=np.r_[np.nan, np.ones(39)]), "weights"),
-    "weights inf": (dict(weights=np.r_[np.inf, np.ones(39)]), "weights"),
-    "weights negative": (dict(weights=np.r_[-1.0, np.ones(39)]), "weights"),
-    "weights all zero": (dict(weights=np.zeros(40)), "weights"),
-    "weights strings": (dict(weights=["a"] * 40), "weights"),
+    # sample_weight
+    "sample_weight short": (dict(sample_weight=np.ones(39)), "sample_weight"),
+    "sample_weight 2-D": (dict(sample_weight=np.ones((40, 1))), "sample_weight"),
+    "sample_weight NaN": (dict(sample_weight=np.r_[np.nan, np.ones(39)]), "sample_weight"),
+    "sample_weight inf": (dict(sample_weight=np.r_[np.inf, np.ones(39)]), "sample_weight"),
+    "sample_weight negative": (dict(sample_weight=np.r_[-1.0, np.ones(39)]), "sample_weight"),
+    "sample_weight all zero": (dict(sample_weight=np.zeros(40)), "sample_weight"),
+    "sample_weight strings": (dict(sample_weight=["a"] * 40), "sample_weight"),
     # k
     "k 0": (dict(k=0), "k"),
     "k negative": (dict(k=-2), "k"),
@@ -523,7 +519,7 @@ BAD_INPUTS = {
     "k True": (dict(k=True), "k"),
     "k None": (dict(k=None), "k"),
     "k > samples": (dict(k=41), "k"),
-    "k > positive weights": (dict(weights=np.r_[np.ones(2), np.zeros(38)], k=3), "k"),
+    "k > positive weights": (dict(sample_weight=np.r_[np.ones(2), np.zeros(38)], k=3), "k"),
     # tol, max_iter, n_init, var_floor, block_rows, seed
     "tol 0": (dict(tol=0.0), "tol"),
     "tol negative": (dict(tol=-1e-6), "tol"),
@@ -576,7 +572,7 @@ def test_good_inputs_of_other_types_are_accepted():
     max_iter and seed from numpy, a Mixture as init, integer and boolean samples,
     list inputs, zero weights on some samples."""
     result = quiet_fit(GOOD_X.tolist(), np.int64(2), max_iter=np.int32(3), seed=np.uint8(1),
-                       weights=np.r_[np.zeros(5), np.ones(35)].tolist())
+                       sample_weight=np.r_[np.zeros(5), np.ones(35)].tolist())
     assert np.isfinite(result.means).all()
     quiet_fit(GOOD_X, 2, init=em.Mixture(*GOOD_INIT), max_iter=2)
     quiet_fit((GOOD_X * 255).astype(np.uint8), 2, max_iter=2, var_floor=1.0)
@@ -592,7 +588,7 @@ def test_queries_validate_their_samples(query):
         with pytest.raises(ValueError, match=r"\bX\b"):
             func(mixture, bad)
     if query in ("log_likelihood", "bic"):
-        with pytest.raises(ValueError, match=r"\bweights\b"):
+        with pytest.raises(ValueError, match=r"\bsample_weight\b"):
             func(mixture, GOOD_X, -np.ones(len(GOOD_X)))
 
 
@@ -608,7 +604,7 @@ def assert_finite(result: em.FitResult):
 def test_single_colour_image(dtype):
     colour = np.array([0.2, 0.4, 0.6])
     X = np.tile(colour, (500, 1)).astype(dtype)
-    for result in (em.fit(X, 1), em.fit(X[:1], 1, weights=[500.0])):
+    for result in (em.fit(X, 1), em.fit(X[:1], 1, sample_weight=[500.0])):
         assert_finite(result)
         assert result.converged
         assert result.weights.tolist() == [1.0]
@@ -628,7 +624,7 @@ def test_k_above_the_number_of_distinct_samples_is_refused(init):
         em.fit(np.tile(colours[0], (50, 1)), 2, init=init)
     # the same three colours, one of them with weight 0
     with pytest.raises(ValueError, match=r"k \(=3\) exceeds the number of distinct samples"):
-        em.fit(colours[[0, 1, 2, 0]], 3, weights=[1.0, 1.0, 0.0, 2.0], init=init)
+        em.fit(colours[[0, 1, 2, 0]], 3, sample_weight=[1.0, 1.0, 0.0, 2.0], init=init)
 
 
 def test_variance_floor_holds_on_exact_colours():
@@ -666,8 +662,8 @@ def far_component_start(X, n_far=1):
 def test_component_that_loses_all_weight_is_reseeded():
     X, _ = separated(3000, seed=1)
     start = far_component_start(X)
-    log_resp_far = em.e_step(X, em.Mixture(*start))[0][:, 2]
-    assert np.all(np.exp(log_resp_far) == 0.0), "the far component must get nothing"
+    resp_far = em.e_step(X, em.Mixture(*start))[0][:, 2]
+    assert np.all(resp_far == 0.0), "the far component must get nothing"
 
     result = quiet_fit(X, 3, init=start, max_iter=200)
     assert result.reseeds == (1,)
@@ -700,12 +696,12 @@ def test_zero_weight_samples_are_ignored():
     X_with = np.r_[X[:1500], far, X[1500:]]
     w_with = np.r_[np.ones(1500), 0.0, np.ones(1500)]
     start = far_component_start(X)
-    with_zero = quiet_fit(X_with, 3, weights=w_with, init=start, max_iter=200)
+    with_zero = quiet_fit(X_with, 3, sample_weight=w_with, init=start, max_iter=200)
     without = quiet_fit(X, 3, init=start, max_iter=200)
     assert with_zero.reseeds == (1,) and with_zero.converged
     assert_identical(with_zero, without)
     for init in ("kmeans++", "random"):
-        assert_identical(quiet_fit(X_with, 3, weights=w_with, init=init, seed=4, max_iter=30),
+        assert_identical(quiet_fit(X_with, 3, sample_weight=w_with, init=init, seed=4, max_iter=30),
                          quiet_fit(X, 3, init=init, seed=4, max_iter=30))
 
 
@@ -726,7 +722,7 @@ def test_convergence_stops_early_without_warning():
     tol = 1e-6
     with warnings.catch_warnings():
         warnings.simplefilter("error", em.ConvergenceWarning)
-        result = em.fit(X, 4, weights=w, init=init, tol=tol, max_iter=2000)
+        result = em.fit(X, 4, sample_weight=w, init=init, tol=tol, max_iter=2000)
     assert result.converged and 10 < result.n_iter < 2000
     gains = np.diff(result.history) / result.total_weight
     assert abs(gains[-1]) < tol, "stopped because the gain fell below tol"
@@ -760,7 +756,7 @@ def test_float32_stays_float32_and_agrees_with_float64():
     for k in (16, 32):
         blocks = em._Blocks(X32, np.ones(n), k, np.float32)
         mixture = em.Mixture(np.full(k, 1.0 / k), X[:k], np.full(k, 0.01))
-        coef = em._log_joint_coefficients(mixture, blocks.shift, np.float32)
+        coef = em._log_joint_coefficients(mixture, blocks.shift, np.float32)[0]
         assert blocks.log_joint(blocks.slices[0], coef).dtype == np.float32
 
         for seed in (0, 1):
@@ -790,7 +786,7 @@ def test_queries_match_the_reference():
         resp = em.responsibilities(mixture, queries)
         assert resp.shape == (len(queries), 3)
         np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(resp, np.exp(em.e_step(queries, mixture)[0]),
+        np.testing.assert_allclose(resp, em.e_step(queries, mixture)[0],
                                    rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(resp, resp_ref, rtol=0, atol=1e-10)
 
@@ -830,8 +826,9 @@ def test_queries_with_a_weightless_component():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resp = em.responsibilities(mixture, X)
-        log_resp, log_norm = em.e_step(X, mixture)
-    assert np.all(resp[:, 2] == 0) and np.all(em.predict(mixture, X) != 2)
+        resp_e, log_norm = em.e_step(X, mixture)
+    assert np.all(resp[:, 2] == 0) and np.all(resp_e[:, 2] == 0)
+    assert np.all(em.predict(mixture, X) != 2)
     assert np.all(np.isfinite(log_norm))
     assert_close(em.score_samples(mixture, X), ref_e_step(X, *dataclasses.astuple(mixture))[1],
                  1e-10, "score_samples")
@@ -846,8 +843,8 @@ def test_block_size_changes_only_rounding():
     E||x - shift||^2 - ||mu - shift||^2 loses about log10(||mu - shift||^2 / s^2)
     digits to cancellation; here that ratio is small."""
     X, w, init = overlapping(3, n=4000, seed=6)
-    one_block = fixed_iterations(X, 4, init, 30, weights=w)
-    small = fixed_iterations(X, 4, init, 30, weights=w, block_rows=64)
+    one_block = fixed_iterations(X, 4, init, 30, sample_weight=w)
+    small = fixed_iterations(X, 4, init, 30, sample_weight=w, block_rows=64)
     assert len(em._Blocks(X, w, 4, np.float64).slices) == 1
     assert_close(small.weights, one_block.weights, 1e-12, "weights")
     assert_close(small.means, one_block.means, 1e-12, "means", elementwise=False)
@@ -876,3 +873,17 @@ def test_same_call_twice_is_bit_identical():
         a = quiet_fit(X, 8, seed=9, block_rows=block_rows, max_iter=20)
         b = quiet_fit(X, 8, seed=9, block_rows=block_rows, max_iter=20)
         assert_identical(a, b)
+
+
+# ------------------------------------------------------------- 12. nearest centre
+
+def test_nearest_centre_matches_brute_force():
+    """Labels are the argmin of the directly computed distances (ties aside), and the
+    distances returned are exactly ||x - c_label||^2."""
+    X = photo(60)
+    centres = X[np.random.default_rng(3).choice(len(X), size=17, replace=False)]
+    labels, sq_dist = em.nearest_centre(X, centres)
+    direct = ((X[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    assert labels.dtype == np.int64 and sq_dist.shape == (len(X),)
+    assert np.allclose(direct[np.arange(len(X)), labels], direct.min(axis=1), rtol=0, atol=1e-15)
+    assert np.array_equal(sq_dist, ((X - centres[labels]) ** 2).sum(axis=1))

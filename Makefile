@@ -48,7 +48,7 @@ define write_if_changed
 @cmp -s $@.new $@ && rm $@.new || mv $@.new $@
 endef
 
-.PHONY: help report experiments test bench bench-quick lab clean distclean FORCE
+.PHONY: help report experiments study test bench bench-quick lab clean distclean FORCE
 
 help: ## List the targets and parameters
 	@echo "make <target> [IMAGE=path] [KS=\"2 4 8\"] [SEED=0] [N_INIT=3] [TOL=1e-4] [MAX_ITER=2000] [INIT=kmeans++|random]"
@@ -92,11 +92,13 @@ output/derivation.ipynb: notebooks/derivation.ipynb $(CODE) $(ENV)
 $(OUT)/report-params.txt: FORCE
 	$(call write_if_changed,image=$(IMAGE) ks=$(KS))
 
-$(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(CODE) src/pipeline/report.py \
-                     $(wildcard output/bench/bench.json)
+# The report only reads: every K's results, the study's and the benchmark's data files.
+REPORT_CODE := $(addprefix src/pipeline/,report.py results.py figures.py tables.py narrative.py slider.py machine.py)
+$(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(CODE) $(REPORT_CODE) \
+                     $(wildcard report/data/study.json report/data/bench.json)
 	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks \
 	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS)' -p image '$(IMAGE)' \
-	  -p figures_dir '$(abspath $(REPORT_DIR))/figures'
+	  -p figures_dir '$(abspath $(OUT))/figures'
 
 # The HTML needs pandoc (maths as MathML; without it the maths shows as TeX source), the PDF
 # XeLaTeX and pandoc. As root with apt-get they are installed when missing; elsewhere the PDF
@@ -131,6 +133,15 @@ $(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb src/pipel
 $(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV) | $(REPORT_DIR)/report.html
 	$(ensure_tex)
 	$(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
+	$(PY) -m pipeline.render publish $(OUT)/figures $(REPORT_DIR)/figures
+
+# ---- The original study reproduced: its photograph is never committed, only the numbers
+STUDY_IMAGE ?= ../shared/reference/im.jpg
+STUDY_DATA  := report/data/study.json
+
+study: $(ENV) ## Sweep K on the original study's photograph (5 seeds + its random start) -> report/data/study.json
+	@test -f '$(STUDY_IMAGE)' || { echo "make study needs the study's photograph at $(STUDY_IMAGE) (STUDY_IMAGE=...)" >&2; exit 1; }
+	$(PY) -m pipeline.study '$(STUDY_IMAGE)' $(STUDY_DATA) --ks '$(KS)' --n-init $(N_INIT) --tol $(TOL) --max-iter $(MAX_ITER)
 
 # ---- Checks
 test: $(DEV) ## Run the test suite

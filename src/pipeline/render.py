@@ -1,67 +1,13 @@
-"""Render the report: the executed results notebook and the executed derivation,
-merged into one document, as one self-contained HTML file or as a PDF.
+"""Render the report: the executed results notebook, then the executed derivation as
+Appendix B, as one self-contained HTML file (no script loaded from outside, images
+inline, maths as MathML via pandoc, a linked table of contents, figures with alt text
+and captions) or as a PDF via XeLaTeX (captions kept with their figures, headings and
+table labels kept with what follows). Code, parameters and stderr are hidden; the date
+is the notebooks' execution end, so two renders give the same bytes; the output is
+written atomically. `publish` moves the staged README figures into place.
 
-    python -m pipeline.render html DERIVATION.ipynb REPORT.ipynb OUT.html
-    python -m pipeline.render pdf  DERIVATION.ipynb REPORT.ipynb OUT.pdf
-
-The document
-------------
-The results notebook comes first, whole: its level-1 heading is the title of the
-document and is the only level-1 heading, so the reader sees the title, the summary
-and the headline results before anything else. The derivation follows as an appendix:
-its headings move one level down and its title becomes "Appendix: <title>". In the
-PDF the title goes to LaTeX's \\maketitle and every other heading moves one level up,
-so the results' sections and the appendix are \\section's; sections are not numbered
-by LaTeX, as the notebooks number their own.
-
-What a reader does not see: every code cell's input; code cells without output; the
-papermill `parameters` and `injected-parameters` cells (and any cell tagged
-`remove-cell`, or outputs of a cell tagged `remove-output`); stderr streams
-(warnings, progress bars); text-only results that are just an object's repr such as
-`<Figure size 640x480 with 1 Axes>`; papermill's and Jupyter's execution metadata.
-A Markdown, LaTeX or image output loses its text/plain alternative, so neither exporter
-can fall back to `<IPython.core.display.Markdown object>`.
-
-HTML: one file, no network
---------------------------
-nbconvert's "lab" template with its CSS inlined, but without any <script>: no
-require.js, no MathJax, no Mermaid, all of which it would load from a CDN. Images,
-from outputs and from Markdown (`![](path)`, `<img src=path>`, relative paths
-resolved against the notebook's working directory), are embedded as data: URIs; an
-image that cannot be found, or a remote one, stops the render. Maths is converted to
-MathML by pandoc (`pandoc --mathml`, for Markdown cells, Markdown outputs and LaTeX
-outputs), which every current browser renders natively with no script; the TeX
-source stays in each formula's <annotation>. (pandoc 2.17's TeX reader does not know
-\\Bigl and \\Bigm: they are read as \\Big, which only changes the spacing.) Without
-pandoc the HTML still renders, with nbconvert's own Markdown renderer, and the
-maths then shows as its TeX source: readable, not typeset; a warning says so.
-
-PDF: XeLaTeX
-------------
-nbconvert's PDF exporter runs xelatex (three passes, no bibtex) on nbconvert's
-LaTeX template with a few changes: figures fit within the text width and 80 % of the
-text height; Markdown tables (pandoc longtables) are set in \\small; the date is
-fixed (below). It needs xelatex and pandoc: on Debian/Ubuntu the packages
-texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc (`make tex`
-installs them as root). Without them this command stops with exit status 3 and a
-message naming them.
-
-Reproducible
-------------
-Two renders of the same executed notebooks give the same bytes, HTML and PDF. The
-merged notebook keeps no execution timestamps, and its cell ids are renumbered. The
-date of the document is the end of the newest execution of the two notebooks
-(papermill's end_time; failing that the newest cell execution time), in UTC: it is
-the PDF's \\date, and SOURCE_DATE_EPOCH with FORCE_SOURCE_DATE=1 for xelatex and
-xdvipdfmx, which then write it as /CreationDate and /ModDate and derive the /ID and
-the font-subset tags from it instead of from the clock and a random number. Notebooks
-with no execution time get the epoch 0 and no date. Outputs are byte-identical only
-for the same versions of nbconvert, pandoc and TeX Live.
-
-Atomic
-------
-The output is written to a temporary file in its own folder and renamed onto OUT
-only when complete: a failed render leaves any previous OUT as it was.
+    python -m pipeline.render html|pdf DERIVATION.ipynb REPORT.ipynb OUT
+    python -m pipeline.render publish STAGING_DIR FIGURES_DIR
 """
 
 from __future__ import annotations
@@ -92,7 +38,7 @@ REMOVED_CELL_TAGS = {"parameters", "injected-parameters", "remove-cell"}
 # Output types that both the HTML and the LaTeX exporter show: with one of them, an
 # output's text/plain alternative goes (a text/html-only output keeps its text for the PDF).
 RENDERED_BY_BOTH = {"text/markdown", "text/latex", "image/png", "image/jpeg"}
-APPENDIX_PREFIX = "Appendix: "
+APPENDIX_PREFIX = "Appendix B. "
 MARKDOWN_FORMAT = "markdown+tex_math_double_backslash"   # nbconvert's reader for LaTeX
 
 # A text/plain result that only names an object: "<Figure size 640x480 with 1 Axes>",
@@ -181,7 +127,7 @@ def _clean_output(output):
         # keep what exporters read (image size); drop the rest
         output.metadata = nbformat.from_dict(
             {k: v for k, v in output.metadata.items() if k in (
-                "image/png", "image/jpeg", "image/svg+xml", "needs_background")})
+                "image/png", "image/jpeg", "image/svg+xml", "needs_background", "em_report")})
     data = output.get("data")
     if data and "text/plain" in data and set(data) & RENDERED_BY_BOTH:
         del data["text/plain"]
@@ -380,8 +326,28 @@ math { font-family: "Latin Modern Math", "STIX Two Math", "Cambria Math", math; 
 .jp-RenderedHTMLCommon figcaption { font-size: 90%; color: var(--jp-content-font-color2); }
 .jp-RenderedImage img { max-width: 100%; height: auto; }
 .jp-RenderedHTMLCommon table { margin: 1em 0; }
+figure.report-figure { margin: 1.2em 0; }
+figure.report-figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
+figure.report-figure figcaption { font-size: 92%; margin-top: 0.4em; }
+figure.report-figure figcaption p { margin: 0; }
+p.report-date { color: var(--jp-content-font-color2); margin-top: -0.5em; }
+nav.report-toc { font-size: 95%; margin: 1em 0 1.5em; }
+nav.report-toc ol { margin: 0.3em 0; padding-left: 1.5em; }
+@media (max-width: 600px) {
+  main { padding: 0.5rem 0.4rem 2rem; }
+  .jp-RenderedHTMLCommon table { display: block; overflow-x: auto; font-size: 85%; }
+}
 </style>
 {%- endblock extra_css -%}
+{% block data_png scoped %}
+{%- set meta = output.metadata.get('em_report', {}) -%}
+<figure class="jp-RenderedImage jp-OutputArea-output report-figure">
+<img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}" alt="{{ meta.get('alt', '') | escape_html }}">
+{%- if meta.get('caption') %}
+<figcaption>{{ meta['caption'] | markdown2html }}</figcaption>
+{%- endif %}
+</figure>
+{%- endblock data_png %}
 {% block data_latex scoped %}
 <div class="jp-RenderedHTMLCommon jp-RenderedLatex jp-OutputArea-output {{ extra_class }}"
      data-mime-type="text/latex">
@@ -486,7 +452,57 @@ def to_html(nb) -> bytes:
     if soup.find("meta", attrs={"name": "date"}) is None and nb.metadata.date:
         meta = soup.new_tag("meta", attrs={"name": "date", "content": nb.metadata.date})
         soup.head.append(meta)
+    _describe_images(soup)
+    _add_date_and_contents(soup, nb.metadata.date)
     return str(soup).encode("utf-8")
+
+
+def _describe_images(soup) -> None:
+    """Every image without alt text gets one naming the section it illustrates."""
+    section = "the report"
+    for element in soup.find_all(["h2", "h3", "h4", "img"]):
+        if element.name != "img":
+            section = element.get_text(" ", strip=True).rstrip("\u00b6").strip()
+        elif not element.get("alt") or element["alt"].startswith("No description"):
+            element["alt"] = f"A figure of the section \u201c{section}\u201d"
+
+
+def _add_date_and_contents(soup, date: str) -> None:
+    """The date under the title and a linked table of contents of the level-2
+    headings (level 3 nested) after it."""
+    title = soup.find("h1")
+    if title is None:
+        return
+    anchor = title
+    if date:
+        stamp = soup.new_tag("p", attrs={"class": "report-date"})
+        stamp.string = date
+        title.insert_after(stamp)
+        anchor = stamp
+    nav = soup.new_tag("nav", attrs={"class": "report-toc", "aria-label": "Contents"})
+    details = soup.new_tag("details", attrs={"open": ""})
+    summary = soup.new_tag("summary")
+    summary.string = "Contents"
+    details.append(summary)
+    top = soup.new_tag("ol")
+    current = None
+    for heading in soup.find_all(["h2", "h3"]):
+        if not heading.get("id"):
+            continue
+        item = soup.new_tag("li")
+        link = soup.new_tag("a", href=f"#{heading['id']}")
+        link.string = heading.get_text(" ", strip=True).rstrip("\u00b6").strip()
+        item.append(link)
+        if heading.name == "h2":
+            top.append(item)
+            current = item
+        elif current is not None:
+            if current.find("ol") is None:
+                current.append(soup.new_tag("ol"))
+            current.find("ol").append(item)
+    details.append(top)
+    nav.append(details)
+    anchor.insert_after(nav)
 
 
 # ---------------------------------------------------------------------------
@@ -497,8 +513,11 @@ LATEX_TEMPLATE = r"""
 ((* block packages *))
 ((( super() )))
     \usepackage{etoolbox}
+    \usepackage{needspace}
     \AtBeginEnvironment{longtable}{\small}
     \setcounter{secnumdepth}{0}
+    \pretocmd{\section}{\needspace{12\baselineskip}}{}{}
+    \pretocmd{\subsection}{\needspace{9\baselineskip}}{}{}
 ((* endblock packages *))
 ((* block title -*))
     \title{((( nb.metadata.title
@@ -524,6 +543,18 @@ LATEX_TEMPLATE = r"""
                          extra_args=['--columns=100000'])
         | fit_tables )))
 ((* endblock data_markdown *))
+((* block data_png -*))
+((*- set meta = output.metadata.get('em_report', {}) -*))
+((*- if meta.get('caption') *))
+    \par\begin{center}\begin{minipage}{\linewidth}\centering
+    \adjustimage{max size={\linewidth}{0.7\textheight}}{((( output.metadata.filenames['image/png'] | posix_path )))}\par
+    \vspace{0.4em}\begin{minipage}{0.96\linewidth}\small ((( meta['caption']
+        | convert_pandoc('markdown+tex_math_double_backslash', 'latex') | trim )))\end{minipage}
+    \end{minipage}\end{center}
+((*- else *))
+    ((( draw_figure(output.metadata.filenames['image/png']) )))
+((*- endif *))
+((*- endblock data_png *))
 ((* block figure scoped *))
     \begin{center}
     \adjustimage{max size={\linewidth}{0.8\textheight}}{((( filename )))}
@@ -565,7 +596,10 @@ def fit_tables(latex: str) -> str:
             break
         body = latex[spec_end:end]
         rows = len(re.findall(r"\\\\\s*$", body, flags=re.M))
-        out.append(latex[pos:start])
+        before = latex[pos:start]
+        label = before.rfind("\n\n", 0, len(before.rstrip()))  # the paragraph before
+        keep = f"\\needspace{{{min(rows + 6, 40)}\\baselineskip}}\n"
+        out.append(before[:label + 2] + keep + before[label + 2:] if label >= 0 else keep + before)
         if ("\\caption" in body or body.count("\\endhead") > 1 or "\\endfirsthead" in body
                 or rows > MAX_BOXED_TABLE_ROWS):
             out.append(latex[start:end + len("\\end{longtable}")])
@@ -616,7 +650,12 @@ def _latex_only(nb):
 
     for holder, key in _markdown_texts(nb):
         holder[key] = _map_headings(holder[key], drop_title)
-    nb.cells = [c for c in nb.cells if not (c.cell_type == "markdown" and not c.source.strip())]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs
+                            if not o.get("metadata", {}).get("em_report", {}).get("html_only")]
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "markdown" and not c.source.strip())
+                and not (c.cell_type == "code" and not c.outputs)]
     return nb
 
 
@@ -670,7 +709,37 @@ def render(fmt: str, derivation: str | os.PathLike, report: str | os.PathLike,
     return Path(out)
 
 
+def publish(staging: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Replace the folder `dest` by a copy of `staging` in one rename, so the figures
+    change together with the report that was just written."""
+    staging, dest = Path(staging), Path(dest)
+    if not staging.is_dir():
+        raise RenderError(f"no staged figures in {str(staging)!r}")
+    fresh = dest.with_name(f".{dest.name}.new")
+    old = dest.with_name(f".{dest.name}.old")
+    for path in (fresh, old):
+        shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(staging, fresh)
+    if dest.exists():
+        dest.rename(old)
+    fresh.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["publish"]:
+        if len(argv) != 3:
+            print("usage: python -m pipeline.render publish STAGING_DIR FIGURES_DIR", file=sys.stderr)
+            return 2
+        try:
+            publish(argv[1], argv[2])
+        except RenderError as exc:
+            print(f"render: {exc}", file=sys.stderr)
+            return 1
+        return 0
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("format", choices=("html", "pdf"))

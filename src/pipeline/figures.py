@@ -1,0 +1,350 @@
+"""The report's figures: each function takes loaded results and returns a matplotlib
+figure; Numbered shows one with its number, caption and alt text, and saves the
+README's copies. Figures are 7 inches wide with 11 pt text (9 pt or more in print)."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Circle, Rectangle
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from pipeline import atomic
+from pipeline.results import Sweep
+
+FONT = 11
+WIDTH = 7.0
+STYLE = {"EM": dict(color="C0", marker="o", ls="-"),
+         "EM, nearest-mean labels": dict(color="C0", marker="o", ls=":", mfc="white"),
+         "k-means": dict(color="C1", marker="s", ls="--"),
+         "median cut": dict(color="C2", marker="^", ls="-."),
+         "original study (EM)": dict(color="0.2", marker="x", ls="none", ms=8, mew=2)}
+
+
+def setup() -> None:
+    plt.rcParams.update({
+        "figure.dpi": 150, "savefig.dpi": 150, "font.size": FONT, "axes.titlesize": FONT,
+        "axes.labelsize": FONT, "xtick.labelsize": FONT - 1, "ytick.labelsize": FONT - 1,
+        "legend.fontsize": FONT - 1, "axes.grid": True, "grid.alpha": 0.3,
+        "svg.hashsalt": "em-report"})
+
+
+class Numbered:
+    """Shows figures numbered in order, each with a caption and an alt text (kept in
+    the output's metadata for the renderer); saves README copies to a staging folder."""
+
+    def __init__(self, staging_dir=None):
+        self.count = 0
+        self.staging_dir = Path(staging_dir) if staging_dir else None
+
+    def show(self, fig, caption: str, alt: str, *, exact: bool = False, save_as: str = "",
+             save_width_px: int = 800) -> int:
+        """Display `fig` as Figure n; exact=True keeps its size and dpi (image grids)."""
+        from IPython.display import Image, display
+
+        self.count += 1
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=fig.dpi,
+                    **({} if exact else {"bbox_inches": "tight", "pad_inches": 0.05}))
+        display(Image(data=buffer.getvalue()),
+                metadata={"em_report": {"caption": f"**Figure {self.count}.** {caption}",
+                                        "alt": alt}})
+        if save_as and self.staging_dir:
+            with atomic.atomic_path(self.staging_dir / save_as) as tmp:
+                fig.savefig(tmp, format="png", dpi=save_width_px / fig.get_figwidth())
+        plt.close(fig)
+        return self.count
+
+
+def k_axis(ax, ks) -> None:
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(ks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(k) for k in ks])
+    ax.set_xlabel("K (components = palette colours)")
+
+
+def detail_window(a: np.ndarray, b: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left (row, col) of the size x size window where images a and b (H, W, C)
+    differ most, by a summed-area table; the first maximum in row-major order wins."""
+    diff = ((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
+    diff = diff.sum(axis=-1) if diff.ndim == 3 else diff
+    h, w = diff.shape
+    size = max(1, min(size, h, w))
+    table = np.zeros((h + 1, w + 1))
+    table[1:, 1:] = diff.cumsum(axis=0).cumsum(axis=1)
+    sums = (table[size:, size:] - table[:-size, size:] - table[size:, :-size]
+            + table[:-size, :-size])
+    row, col = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(row), int(col)
+
+
+def image_grid(panels: Sequence[np.ndarray], titles: Sequence[str], *, ncols: int = 2,
+               panel_inches: float = 3.4, magnify: int = 1, gap_inches: float = 0.12,
+               title_inches: float = 0.34, bottom_inches: float = 0.0, fontsize: float = FONT,
+               **imshow_kw):
+    """Equally sized images placed so that one image pixel is exactly magnify x magnify
+    figure pixels (more for a tiny image): no resampling. panels: (H, W) or (H, W, 3)
+    arrays of one shape. Returns (figure, axes)."""
+    if not panels:
+        raise ValueError("image_grid needs at least one panel")
+    h, w = panels[0].shape[:2]
+    if any(p.shape[:2] != (h, w) for p in panels):
+        raise ValueError("image_grid panels must all have the same height and width")
+    ncols = max(1, ncols)
+    nrows = -(-len(panels) // ncols)
+    magnify = max(magnify, math.ceil(30 * panel_inches / w))
+    dpi = w * magnify / panel_inches
+    pw, ph = panel_inches, h * magnify / dpi
+    fig_w = ncols * pw + (ncols - 1) * gap_inches
+    fig_h = nrows * (ph + title_inches) + (nrows - 1) * gap_inches + bottom_inches
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi)
+    axes = []
+    imshow_kw.setdefault("interpolation", "nearest")
+    for i, (panel, title) in enumerate(zip(panels, titles)):
+        row, col = divmod(i, ncols)
+        left = col * (pw + gap_inches)
+        top = fig_h - row * (ph + title_inches + gap_inches) - title_inches
+        ax = fig.add_axes((left / fig_w, (top - ph) / fig_h, pw / fig_w, ph / fig_h))
+        ax.imshow(panel, **imshow_kw)
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=fontsize, pad=4)
+        axes.append(ax)
+    return fig, axes
+
+
+def downsample(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Average factor x factor blocks (Pillow's reduce), for very large images."""
+    from PIL import Image
+
+    return rgb if factor <= 1 else np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).reduce(factor))
+
+
+def _errors_panel(ax, sweep: Sweep, errors: dict, study: dict | None = None) -> None:
+    for name, values in errors.items():
+        ax.plot(sweep.ks, values, label=name, **STYLE[name])
+    if study:
+        pub = {row["k"]: row["error"] for row in study["published"]}
+        ks = [k for k in sweep.ks if k in pub]
+        ax.plot(ks, [pub[k] for k in ks], label="original study (EM)", **STYLE["original study (EM)"])
+    ax.set_yscale("log")
+    ax.set_ylabel("reconstruction error")
+    k_axis(ax, sweep.ks)
+
+
+def hero(rgb: np.ndarray, segmented: dict, shown: Sequence[int], sweep: Sweep,
+         errors: dict):
+    """Page 1: the original beside a few K, and the error curve of every method."""
+    h, w = rgb.shape[:2]
+    n = len(shown) + 1
+    panel = WIDTH / n - 0.08
+    img_h = panel * h / w
+    fig = plt.figure(figsize=(WIDTH, img_h + 0.35 + 2.7))
+    grid = fig.add_gridspec(2, n, height_ratios=(img_h + 0.35, 2.7), hspace=0.35,
+                            wspace=0.05, left=0.09, right=0.99, top=0.97, bottom=0.14)
+    for i, (picture, title) in enumerate(zip([rgb] + [segmented[k] for k in shown],
+                                             ["original"] + [f"K = {k}" for k in shown])):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(picture, interpolation="antialiased")
+        ax.set_title(title, pad=3)
+        ax.set_axis_off()
+    ax = fig.add_subplot(grid[1, :])
+    _errors_panel(ax, sweep, errors)
+    ax.legend(loc="lower left", ncol=2, frameon=True)
+    return fig
+
+
+def error_curves(sweep: Sweep, errors: dict):
+    """Left: error against K for every method. Right: PSNR against bits per pixel
+    (the rate-distortion curve of the palette PNG), each point a K."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.4), layout="constrained")
+    _errors_panel(ax1, sweep, errors)
+    ax1.legend(loc="lower left", fontsize=FONT - 2)
+    bpp, psnr = sweep.series("bits_per_pixel"), sweep.series("psnr_db")
+    ax2.plot(bpp, psnr, **STYLE["EM"])
+    for k, x, y in zip(sweep.ks, bpp, psnr):
+        ax2.annotate(f"K={k}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=FONT - 2)
+    ax2.set_xlabel("bits per pixel (palette PNG)")
+    ax2.set_ylabel("PSNR (dB)")
+    ax2.margins(x=0.15, y=0.1)
+    return fig
+
+
+def convergence(sweep: Sweep):
+    """Log-likelihood per pixel after each iteration, one line per K, re-seeds marked."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2), layout="constrained")
+    colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(sweep.ks)))
+    styles = ["-", "--", "-.", ":"]
+    n = sweep.image["pixels"]
+    for i, (k, colour) in enumerate(zip(sweep.ks, colours)):
+        m = sweep.metrics[k]
+        h = np.asarray(m["history"]) / n
+        ax.plot(np.arange(len(h)), h, color=colour, ls=styles[i % 4], lw=1.6, label=f"K = {k}")
+        for r in m["reseeds"]:
+            ax.plot([r], [h[r]], marker="v", color="red", ms=7, ls="none")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("iteration (0: the start)")
+    ax.set_ylabel("log-likelihood per pixel")
+    ax.legend(loc="lower right", ncol=2, fontsize=FONT - 2)
+    return fig
+
+
+def palettes(sweep: Sweep):
+    """One row per K: the components sorted by weight, each a swatch of its mean
+    colour, width pi_k, height proportional to sigma_k (the tallest spread fills the row)."""
+    rows = len(sweep.ks)
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.42 * rows + 0.7), layout="constrained")
+    sig_max = max(float(np.sqrt(np.max(sweep.metrics[k]["model"]["variances"]))) for k in sweep.ks)
+    for row, k in enumerate(sweep.ks):
+        model = sweep.metrics[k]["model"]
+        pi = np.asarray(model["weights"])
+        mu = np.clip(np.asarray(model["means"]), 0, 1)
+        sigma = np.sqrt(np.asarray(model["variances"]))
+        order = np.argsort(-pi, kind="stable")
+        left, y = 0.0, rows - 1 - row
+        for j in order:
+            height = 0.85 * max(sigma[j] / sig_max, 0.04)
+            ax.add_patch(Rectangle((left, y + 0.45 - height / 2), pi[j], height,
+                                   facecolor=mu[j], edgecolor="0.5" if k <= 16 else "none",
+                                   lw=0.4))
+            if k <= 4:
+                ax.text(left + pi[j] / 2, y - 0.02, f"$\\pi$={pi[j]:.2f} $\\sigma$={sigma[j]:.3f}",
+                        ha="center", va="top", fontsize=FONT - 3)
+            left += pi[j]
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.25, rows)
+    ax.set_yticks(np.arange(rows) + 0.45, [f"K = {k}" for k in reversed(sweep.ks)])
+    ax.set_xlabel("cumulative weight $\\pi_k$ (components sorted by weight)")
+    ax.grid(False)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(axis="y", length=0)
+    return fig
+
+
+def _sphere(ax, centre, radius, colour):
+    u, v = np.mgrid[0:2 * np.pi:13j, 0:np.pi:7j]
+    ax.plot_wireframe(centre[0] + radius * np.cos(u) * np.sin(v),
+                      centre[1] + radius * np.sin(u) * np.sin(v),
+                      centre[2] + radius * np.cos(v), color=colour, lw=0.6, alpha=0.8)
+
+
+def colour_cloud(cloud: dict, model: dict):
+    """The sampled distinct colours in the RGB cube, each drawn in its component's mean
+    colour, and each component's 1-sigma sphere, from two viewpoints."""
+    rgb = np.asarray(cloud["rgb"]) / 255.0
+    labels = np.asarray(cloud["labels"])
+    means = np.clip(np.asarray(model["means"]), 0, 1)
+    sigma = np.sqrt(np.asarray(model["variances"]))
+    fig = plt.figure(figsize=(WIDTH, 3.6), layout="constrained")
+    for i, (elev, azim) in enumerate(((20, -60), (20, 30))):
+        ax = fig.add_subplot(1, 2, i + 1, projection="3d")
+        ax.scatter(*rgb.T, c=means[labels], s=3, alpha=0.5, depthshade=False, linewidths=0)
+        for mu, s in zip(means, sigma):
+            _sphere(ax, mu, s, "k")
+        ax.set_xlim(0, 1), ax.set_ylim(0, 1), ax.set_zlim(0, 1)
+        ax.set_xlabel("R", labelpad=-8), ax.set_ylabel("G", labelpad=-8), ax.set_zlabel("B", labelpad=-8)
+        ax.tick_params(labelsize=FONT - 4, pad=-3)
+        ax.view_init(elev=elev, azim=azim)
+        ax.set_box_aspect((1, 1, 1), zoom=0.9)
+    return fig
+
+
+def motion(motion: dict, cloud: dict):
+    """EM step by step: the colours projected on their two main axes (grey), each
+    component as a circle of radius sigma in its mean colour, at a few iterations;
+    last panel: the log-likelihood per pixel after every iteration."""
+    rgb = np.asarray(cloud["rgb"]) / 255.0
+    centre = rgb.mean(axis=0)
+    _, _, vt = np.linalg.svd(rgb - centre, full_matrices=False)
+    axes2 = vt[:2].T
+    points = (rgb - centre) @ axes2
+    snaps = motion["snapshots"]
+    n = len(snaps) + 1
+    ncols = 4
+    nrows = -(-n // ncols)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(WIDTH, 1.95 * nrows + 0.2),
+                            layout="constrained", squeeze=False)
+    lo, hi = points.min(axis=0) - 0.1, points.max(axis=0) + 0.1
+    for ax, snap in zip(axs.flat, snaps):
+        ax.scatter(*points.T, s=1, color="0.75", linewidths=0)
+        mu = np.asarray(snap["means"])
+        sigma = np.sqrt(np.asarray(snap["variances"]))
+        for m, s in zip(mu, sigma):
+            ax.add_patch(Circle((m - centre) @ axes2, s, facecolor="none",
+                                edgecolor=np.clip(m, 0, 1), lw=2))
+            ax.plot(*((m - centre) @ axes2), marker="+", color="k", ms=5)
+        ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1])
+        ax.set_aspect("equal")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(f"iteration {snap['iteration']}", fontsize=FONT - 1, pad=2)
+    ax = axs.flat[len(snaps)]
+    ll = np.asarray(motion["log_likelihood_per_pixel"])
+    ax.plot(np.arange(len(ll)), ll, color="C0")
+    ax.plot([s["iteration"] for s in snaps], ll[[s["iteration"] for s in snaps]], "o", color="C3", ms=4)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("iteration", fontsize=FONT - 2)
+    ax.set_title("log L per pixel", fontsize=FONT - 1, pad=2)
+    ax.tick_params(labelsize=FONT - 3)
+    for ax in list(axs.flat)[n:]:
+        ax.set_visible(False)
+    return fig
+
+
+def certainty(entropy_map: np.ndarray, relabelled: np.ndarray, rgb: np.ndarray,
+              share: float):
+    """Left: the entropy of the responsibilities (0 to log 2 nats). Right: in red, the
+    pixels whose most probable component is not the nearest mean."""
+    grey = 0.35 + 0.55 * rgb.astype(float).mean(axis=2) / 255.0
+    overlay = np.repeat(grey[:, :, None], 3, axis=2)
+    overlay[relabelled > 0] = (0.85, 0.0, 0.0)
+    fig, axes = image_grid([entropy_map / 255.0 * np.log(2), overlay],
+                           ["entropy of the responsibilities",
+                            f"MAP \u2260 nearest mean: {100 * share:.1f} % of pixels"],
+                           ncols=2, panel_inches=3.4, bottom_inches=0.8, cmap="magma_r",
+                           vmin=0.0, vmax=float(np.log(2)))
+    fig_w, fig_h = fig.get_size_inches()
+    cax = fig.add_axes((0.2 / fig_w, 0.55 / fig_h, 3.0 / fig_w, 0.12 / fig_h))
+    bar = fig.colorbar(axes[0].images[0], cax=cax, orientation="horizontal", extend="max")
+    cax.grid(False)
+    bar.set_label("entropy (nats); log 2 = an even split of two", fontsize=FONT - 1)
+    return fig
+
+
+def study_curve(study: dict):
+    """Error against K on the study's photograph: the published table, ours over the
+    seeds (band: lowest to highest, line: median) and ours from the study's random start."""
+    runs = [r for r in study["runs"] if r["init"] == "kmeans++"]
+    ks = [f["k"] for f in runs[0]["fits"]]
+    seeds = np.array([[f["error"] for f in r["fits"]] for r in runs])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.3), layout="constrained")
+    ax1.fill_between(ks, seeds.min(axis=0), seeds.max(axis=0), color="C0", alpha=0.25,
+                     label=f"ours, k-means++, {len(runs)} seeds (range)")
+    ax1.plot(ks, np.median(seeds, axis=0), **STYLE["EM"], label="ours, median of the seeds")
+    for r in study["runs"]:
+        if r["init"] == "random":
+            ax1.plot(ks, [f["error"] for f in r["fits"]], color="C3", marker="D", ls="--",
+                     label="ours, the study's random start")
+    pub = {row["k"]: row for row in study["published"]}
+    pk = [k for k in ks if k in pub]
+    ax1.plot(pk, [pub[k]["error"] for k in pk], **STYLE["original study (EM)"],
+             label="original study (table)")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("reconstruction error")
+    k_axis(ax1, ks)
+    ax1.legend(fontsize=FONT - 3, loc="lower left")
+    # right: the ratio to the published error, where the differences are visible
+    ax2.axhline(1.0, color="0.2", lw=1)
+    for r in study["runs"]:
+        ratio = [f["error"] / pub[f["k"]]["error"] for f in r["fits"] if f["k"] in pub]
+        style = dict(color="C3", marker="D", ls="--") if r["init"] == "random" else \
+            dict(color="C0", marker="o", ls="-", alpha=0.5, lw=1)
+        ax2.plot(pk, ratio, **style)
+    ax2.set_ylabel("our error / published error")
+    k_axis(ax2, pk)
+    return fig

@@ -1,0 +1,154 @@
+"""The results a report reads: every K's files under output/<image>/k-<K>/ (metrics,
+baselines, what the mixture learned, PNGs), the benchmark and the study data. Loading
+only; a missing run is named with the command that makes it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import baselines, experiment, learned
+
+# What identifies the original study's photograph (its size and colour count).
+STUDY_IMAGE_SHAPE = {"width": 550, "height": 690, "distinct_colours": 49129}
+
+
+def parse_ks(ks) -> list[int]:
+    """The K values, ascending and without repeats, from "2 4 8", "2,4,8", an int or
+    a list."""
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
+        items = [ks]
+    elif isinstance(ks, str):
+        items = ks.replace(",", " ").split()
+    else:
+        items = list(ks)
+    values = []
+    for item in items:
+        try:
+            value = int(item)
+        except (TypeError, ValueError):
+            raise ValueError(f"ks must be integers separated by spaces, got {ks!r}") from None
+        if (isinstance(item, float) and item != value) or value < 1:
+            raise ValueError(f"every K must be an integer >= 1, got {item!r} in {ks!r}")
+        values.append(value)
+    if not values:
+        raise ValueError("ks is empty: give at least one K, e.g. ks = '2 4 8'")
+    return sorted(set(values))
+
+
+def run_file(results_dir, k: int, name: str) -> Path:
+    """<results_dir>/k-<K>/<name>, which must exist (the error says how to make it)."""
+    path = Path(results_dir) / f"k-{k}" / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"missing result for K = {k}: {path} does not exist. Run the experiments "
+            f"first, e.g. `make experiments KS=\"{k}\"` (results_dir = {results_dir})")
+    return path
+
+
+def read_json(path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_png(results_dir, k: int, name: str = experiment.SEGMENTED_FILE,
+             mode: str = "RGB") -> np.ndarray:
+    """One K's PNG as a uint8 array: (H, W, 3) for mode "RGB", (H, W) for "L"."""
+    from PIL import Image
+
+    with Image.open(run_file(results_dir, k, name)) as im:
+        return np.asarray(im.convert(mode))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Every K's results of one image: metrics, baselines and learned as {K: dict}."""
+
+    results_dir: Path
+    ks: list
+    metrics: dict
+    baselines: dict
+    learned: dict
+
+    @property
+    def image(self) -> dict:
+        return self.metrics[self.ks[0]]["image"]
+
+    def series(self, key: str, source: str = "metrics") -> np.ndarray:
+        """One value per K, by a dotted key into one of the files, e.g.
+        series("kmeans.error", "baselines"); a missing or null value is NaN."""
+        values = []
+        for k in self.ks:
+            value = getattr(self, source)[k]
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            values.append(np.nan if value is None else float(value))
+        return np.array(values)
+
+    def metrics_paths(self) -> list[Path]:
+        return [self.results_dir / f"k-{k}" / experiment.METRICS_FILE for k in self.ks]
+
+
+def load(results_dir, ks) -> Sweep:
+    """The sweep in results_dir for the K in ks. Raises FileNotFoundError naming a
+    missing K and file, ValueError when a file holds another K or the runs are of
+    different images."""
+    results_dir = Path(results_dir)
+    ks = parse_ks(ks)
+    files = {}
+    for name in (experiment.METRICS_FILE, baselines.BASELINES_FILE, learned.LEARNED_FILE):
+        files[name] = {}
+        for k in ks:
+            path = run_file(results_dir, k, name)
+            data = read_json(path)
+            if data.get("k") != k:
+                raise ValueError(f"{path} holds the run of K = {data.get('k')}, not K = {k}")
+            files[name][k] = data
+    metrics = files[experiment.METRICS_FILE]
+    shapes = {(m["image"]["name"], m["image"]["width"], m["image"]["height"])
+              for m in metrics.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"the runs in {results_dir} are of different images: {sorted(shapes)}")
+    return Sweep(results_dir, ks, metrics, files[baselines.BASELINES_FILE],
+                 files[learned.LEARNED_FILE])
+
+
+def is_study_image(info: dict) -> bool:
+    """Whether a run's image (the "image" entry of a metrics.json) is the original
+    study's photograph, by size and number of distinct colours."""
+    return all(info.get(key) == value for key, value in STUDY_IMAGE_SHAPE.items())
+
+
+def load_optional(path) -> dict | None:
+    """A JSON object, or None when the file is missing, unreadable or not an object."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def bench_entry(bench: dict | None, stem: str) -> dict | None:
+    """The benchmark's entry for one image (bench.json's images[stem]), or None."""
+    entries = bench.get("images") if isinstance(bench, dict) else None
+    entry = entries.get(stem) if isinstance(entries, dict) else None
+    rows = entry.get("rows") if isinstance(entry, dict) else None
+    return entry if isinstance(rows, list) and rows else None
+
+
+def report_date(paths, environ=None) -> datetime:
+    """The date the report stands for: SOURCE_DATE_EPOCH when set, else the newest
+    modification time of `paths` (the results), never the time of rendering."""
+    environ = os.environ if environ is None else environ
+    epoch = environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        return datetime.fromtimestamp(int(epoch), timezone.utc)
+    times = [Path(p).stat().st_mtime for p in paths if Path(p).exists()]
+    if not times:
+        raise FileNotFoundError("no result files to date the report by")
+    return datetime.fromtimestamp(max(times), timezone.utc)

@@ -1,0 +1,113 @@
+"""Markdown pipe tables, the one table format that survives nbconvert's conversions
+to both HTML and LaTeX, and the number formatting they use."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+def fmt(value, spec: str = "", missing: str = "n/a") -> str:
+    """format(value, spec), or `missing` for None, NaN or a non-number."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return missing if value is None or not isinstance(value, str) else value
+    if isinstance(value, float) and math.isnan(value):
+        return missing
+    return format(value, spec)
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence], align: str | None = None) -> str:
+    """A pipe table: headers, then one line per row; cells are str()-ed, '|' escaped.
+
+    align: one letter per column, 'l', 'r' or 'c' (default: first column left, the
+    rest right). Columns are padded, so pandoc sizes wrapped columns in proportion.
+    """
+    headers = [str(h).replace("|", "\\|") for h in headers]
+    rows = [[str(c).replace("|", "\\|").replace("\n", " ") for c in row] for row in rows]
+    n = len(headers)
+    for i, row in enumerate(rows):
+        if len(row) != n:
+            raise ValueError(f"row {i} has {len(row)} cells, the header has {n}")
+    align = align or "l" + "r" * (n - 1)
+    if len(align) != n or set(align) - set("lrc"):
+        raise ValueError(f"align needs one of l, r, c per column ({n}), got {align!r}")
+    widths = [max(3, len(headers[j]), *(len(r[j]) for r in rows)) for j in range(n)]
+
+    def line(cells):
+        return "| " + " | ".join(c.rjust(wd) if a == "r" else c.ljust(wd)
+                                 for c, wd, a in zip(cells, widths, align)) + " |"
+
+    rule = {"l": lambda wd: ":" + "-" * (wd - 1), "r": lambda wd: "-" * (wd - 1) + ":",
+            "c": lambda wd: ":" + "-" * (wd - 2) + ":"}
+    separator = "| " + " | ".join(rule[a](wd) for a, wd in zip(align, widths)) + " |"
+    return "\n".join([line(headers), separator, *(line(r) for r in rows)])
+
+
+def runs(sweep) -> str:
+    """One row per K: iterations, log-likelihood, BIC, the errors of every method,
+    PSNR, PNG size and bits per pixel."""
+    rows = []
+    for k in sweep.ks:
+        m, b = sweep.metrics[k], sweep.baselines[k]
+        rows.append([k, m["iterations"], f"{m['log_likelihood_per_pixel']:.3f}",
+                     f"{m['bic'] / 1e6:.3f}", f"{m['reconstruction_error']:.5f}",
+                     f"{b['em_nearest_mean']['error']:.5f}", f"{b['kmeans']['error']:.5f}",
+                     f"{b['median_cut']['error']:.5f}", fmt(m["psnr_db"], ".1f"),
+                     f"{m['indexed_png_bytes']:,}", f"{m['bits_per_pixel']:.2f}",
+                     f"{m['timing']['fit_seconds']:.1f}"])
+    return markdown_table(
+        ["K", "iter.", "log L/px", "BIC (M)", "EM", "EM nearest", "k-means", "median cut",
+         "PSNR", "PNG bytes", "bits/px", "fit (s)"], rows, align="r" * 12)
+
+
+def study(data: dict) -> str:
+    """The published table beside ours on the study's photograph, per K."""
+    pub = {row["k"]: row for row in data["published"]}
+    seeded = [r for r in data["runs"] if r["init"] == "kmeans++"]
+    random = next((r for r in data["runs"] if r["init"] == "random"), None)
+    rows = []
+    for i, fit0 in enumerate(seeded[0]["fits"]):
+        k = fit0["k"]
+        errs = [r["fits"][i]["error"] for r in seeded]
+        p = pub.get(k, {})
+        rnd = random["fits"][i] if random else {}
+        rows.append([k, fmt(p.get("error"), ".6f"), fmt(p.get("iterations"), "d"),
+                     f"{np.median(errs):.6f}", f"{min(errs):.6f} to {max(errs):.6f}",
+                     fit0["iterations"], f"{fit0['seconds']:.1f}",
+                     fmt(rnd.get("error"), ".6f"), fmt(rnd.get("iterations"), "d")])
+    return markdown_table(
+        ["K", "study: error", "study: iter.", "ours: median", f"ours: {len(seeded)} seeds",
+         "iter. (seed 0)", "s (seed 0)", "random start: error", "iter."], rows, align="r" * 9)
+
+
+def speed(entry: dict) -> str:
+    """The benchmark of one image: per K, time per iteration and per row, both sides,
+    and the time and log-likelihood at convergence."""
+    rows = []
+    for r in entry["rows"]:
+        rows.append([fmt(r.get("k"), "d"), fmt(r.get("ours_ms_per_iter"), ".1f"),
+                     fmt(r.get("sklearn_ms_per_iter"), ".1f"),
+                     fmt(r.get("ours_us_per_row"), ".3f"), fmt(r.get("sklearn_us_per_row"), ".3f"),
+                     fmt(r.get("ours_seconds"), ".2f"), fmt(r.get("sklearn_seconds"), ".2f"),
+                     fmt(r.get("ours_ll_per_pixel"), ".4f"), fmt(r.get("sklearn_ll_per_pixel"), ".4f")])
+    return markdown_table(
+        ["K", "ours ms/iter", "sklearn ms/iter", "ours \u00b5s/row", "sklearn \u00b5s/row",
+         "ours s", "sklearn s", "ours log L/px", "sklearn log L/px"], rows, align="r" * 9)
+
+
+def environment(machine: dict, extra: dict) -> str:
+    """The machine and software (pipeline.machine.describe()) and the run's settings,
+    as a compact two-column table."""
+    blas = ", ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('num_threads')} threads)"
+                     for b in machine.get("blas") or [])
+    rows = [("Python / NumPy", f"{machine.get('python')} / {machine.get('numpy')}"),
+            ("Matplotlib / Pillow", f"{machine.get('matplotlib')} / {machine.get('pillow')}"),
+            ("OS", machine.get("os")), ("CPU", machine.get("cpu")),
+            ("Cores (available) / memory", f"{machine.get('cores')} ({machine.get('cores_available')})"
+                                           f" / {fmt(machine.get('memory_gib'), '.0f')} GiB")]
+    if blas:
+        rows.append(("BLAS", blas))
+    rows += list(extra.items())
+    return markdown_table(["", ""], [[a, b] for a, b in rows], align="ll")

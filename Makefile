@@ -22,6 +22,11 @@ TOL      ?= 1e-4
 MAX_ITER ?= 2000
 PYTHON   ?= python3
 
+# The committed report/ is made only with the defaults above, none given on the command
+# line or in the environment; any other run writes its report to output/<image>/report/.
+CANONICAL := $(if $(filter-out file,$(origin KS) $(origin SEED) $(origin INIT) $(origin N_INIT) \
+               $(origin TOL) $(origin MAX_ITER)),,$(if $(IMAGE),,1))
+
 # make splits words at spaces and the recipes quote with '': refuse such paths up front.
 $(if $(word 2,$(IMAGE)),$(error IMAGE="$(IMAGE)": make cannot handle a path with spaces; rename the file or link it without them))
 $(if $(findstring ',$(IMAGE)),$(error IMAGE="$(IMAGE)": a path with a quote (') is not supported; rename the file or link it))
@@ -35,10 +40,22 @@ OUT   := output/$(STEM)
 RUNS  := $(foreach k,$(KS),$(OUT)/k-$(k)/experiment.ipynb)
 # What each step's results depend on (besides its notebook and parameters).
 CODE  := src/em.py src/pipeline/__init__.py src/pipeline/paths.py src/pipeline/atomic.py src/pipeline/images.py \
-         src/pipeline/experiment.py src/pipeline/run_notebook.py src/pipeline/baselines.py src/pipeline/learned.py
-RUN_NOTEBOOK := $(PY) -m pipeline.run_notebook
+         src/pipeline/experiment.py src/pipeline/params.py src/pipeline/run_notebook.py src/pipeline/baselines.py src/pipeline/learned.py
+# Every slow step runs through pipeline.steps, which logs its time for the summary that
+# `make report` prints at the end (the steps that started after START).
+START := $(shell date +%s.%N)
+STEPS := output/.steps.log
+STEP   = $(PY) -m pipeline.steps run $(STEPS) $@
+RUN_NOTEBOOK = $(STEP) $(PY) -m pipeline.run_notebook --no-progress-bar
 
-.PRECIOUS: $(OUT)/k-%/params.txt
+# The fits, the derivation and the rendering run side by side on the machine's cores
+# (JOBS=1 for one at a time); each step's output is shown when it finishes.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+ifneq ($(filter report experiments,$(or $(MAKECMDGOALS),report)),)
+MAKEFLAGS += --jobs=$(JOBS) --output-sync=target
+endif
+
+.PRECIOUS: $(OUT)/params/k-%.txt
 
 # $(call write_if_changed,TEXT): write TEXT to the target only when it differs, so the
 # target's time changes (and what depends on it reruns) only when the text does.
@@ -68,28 +85,38 @@ $(DEV): requirements-dev.txt $(ENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# ---- Parameters, checked before anything is written (every step that writes waits for this)
+.PHONY: check-params
+check-params: $(ENV)
+	@$(PY) -m pipeline.params IMAGE='$(IMAGE)' KS='$(KS)' SEED='$(SEED)' INIT='$(INIT)' \
+	  N_INIT='$(N_INIT)' TOL='$(TOL)' MAX_ITER='$(MAX_ITER)'
+
 # ---- Experiments: one papermill run of notebooks/experiment.ipynb per K
-experiments: $(RUNS) ## Fit every K in KS (output/<image>/k-<K>/)
+experiments: $(RUNS) | check-params ## Fit every K in KS (output/<image>/k-<K>/)
 
 # The parameters of a run, rewritten only when they change, so a change reruns that K.
-$(OUT)/k-%/params.txt: FORCE
+$(OUT)/params/k-%.txt: FORCE | check-params
 	$(call write_if_changed,image=$(IMAGE) k=$* seed=$(SEED) init=$(INIT) n_init=$(N_INIT) tol=$(TOL) max_iter=$(MAX_ITER))
 
-$(OUT)/k-%/experiment.ipynb: notebooks/experiment.ipynb $(CODE) $(wildcard $(IMAGE)) $(OUT)/k-%/params.txt $(ENV)
-	$(RUN_NOTEBOOK) notebooks/experiment.ipynb $@ --cwd notebooks \
+# A K's directory is replaced as a whole, only after its run succeeded (--stage).
+$(OUT)/k-%/experiment.ipynb: notebooks/experiment.ipynb $(CODE) $(wildcard $(IMAGE)) $(OUT)/params/k-%.txt $(ENV)
+	$(RUN_NOTEBOOK) notebooks/experiment.ipynb $@ --cwd notebooks --stage output_dir \
 	  -p image '$(IMAGE)' -p k $* -p seed $(SEED) -p init '$(INIT)' -p n_init $(N_INIT) \
-	  -p tol $(TOL) -p max_iter $(MAX_ITER) -p output_dir '$(abspath $(@D))'
+	  -p tol $(TOL) -p max_iter $(MAX_ITER)
 
 # ---- Report: the derivation and the results, rendered to HTML and PDF
-# The default image's report goes to report/ (committed); another image's to output/<image>/report/.
-REPORT_DIR := $(if $(IMAGE),$(OUT)/report,report)
+# The canonical run's report goes to report/ (committed); any other to output/<image>/report/.
+REPORT_DIR := $(if $(CANONICAL),report,$(OUT)/report)
 
-report: $(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf ## Fit every K and render the report (the default goal)
+report: $(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf | check-params ## Fit every K and render the report (the default goal)
+	@$(PY) -m pipeline.steps summary $(STEPS) $(START)
+	@echo "The report: $(REPORT_DIR)/report.html and report.pdf$(if $(CANONICAL),, (report/ is made only \
+	  by the canonical run: the default image with every parameter at its default))"
 
-output/derivation.ipynb: notebooks/derivation.ipynb $(CODE) $(ENV)
+output/derivation.ipynb: notebooks/derivation.ipynb $(CODE) $(ENV) | check-params
 	$(RUN_NOTEBOOK) notebooks/derivation.ipynb $@ --cwd notebooks
 
-$(OUT)/report-params.txt: FORCE
+$(OUT)/report-params.txt: FORCE | check-params
 	$(call write_if_changed,image=$(IMAGE) ks=$(KS))
 
 # The report only reads: every K's results, the study's and the benchmark's data files.
@@ -128,11 +155,11 @@ $(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb src/pipel
 	@command -v pandoc >/dev/null || ! $(ROOT_WITH_APT) || \
 	  { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends pandoc; } || \
 	  echo "pandoc could not be installed: the HTML's maths will show as TeX source" >&2
-	$(PY) -m pipeline.render html output/derivation.ipynb $(OUT)/report.ipynb $@
+	$(STEP) $(PY) -m pipeline.render html output/derivation.ipynb $(OUT)/report.ipynb $@
 
 $(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV) | $(REPORT_DIR)/report.html
 	$(ensure_tex)
-	$(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
+	$(STEP) $(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
 	$(PY) -m pipeline.render publish $(OUT)/figures $(REPORT_DIR)/figures
 
 # ---- The original study reproduced: its photograph is never committed, only the numbers
@@ -161,12 +188,18 @@ LAB := .venv-lab
 $(LAB)/.installed: requirements-lab.txt $(ENV)
 	test -x $(LAB)/bin/python || $(PYTHON) -m venv $(LAB)
 	$(LAB)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lab.txt
-	$(PY) -m ipykernel install --prefix $(abspath $(LAB)) --name python3 \
-	  --display-name "Python 3 (project .venv)"
+	@spec=$$($(PY) -c 'from ipykernel.kernelspec import write_kernel_spec; \
+	  print(write_kernel_spec(overrides={"display_name": "Python 3 (project .venv)"}))') && \
+	  $(LAB)/bin/jupyter kernelspec install --sys-prefix --replace --name python3 "$$spec" && \
+	  rm -rf "$$spec"
 	touch $@
 
+# As root (containers, CI) JupyterLab needs --allow-root; without a display it opens no
+# browser and prints the URL. More options: make lab LAB_ARGS="--port=8890 --ip=0.0.0.0"
+LAB_ARGS ?=
 lab: $(LAB)/.installed ## Open JupyterLab on notebooks/ with the project's kernel
-	$(LAB)/bin/jupyter lab --notebook-dir=notebooks
+	$(LAB)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) \
+	  $(if $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) $(LAB_ARGS)
 
 clean: ## Delete every generated result (output/), keep the environment
 	find output -mindepth 1 -not -name .gitkeep -delete

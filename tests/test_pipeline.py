@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +19,6 @@ from pipeline.run_notebook import run as run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "experiment.ipynb"
-
-
-@pytest.fixture(scope="module")
-def small_image(tmp_path_factory) -> Path:
-    """The default photograph shrunk to 64 x 75 pixels (thousands of colours)."""
-    path = tmp_path_factory.mktemp("img") / "small.png"
-    rgb = images.load_rgb(paths.default_image())
-    Image.fromarray(rgb).resize((64, 75), Image.Resampling.BILINEAR).save(path)
-    return path
 
 
 # ------------------------------------------------------------------ loading images
@@ -225,7 +214,7 @@ def test_bad_image_stops_the_notebook_with_its_path(tmp_path, name, content, mes
         path.write_bytes(content)
     with pytest.raises(papermill.PapermillExecutionError) as info:
         _run_experiment(path, tmp_path / "out")
-    assert info.value.ename == "ImageError"
+    assert info.value.ename == "ParameterError" and "image=" in info.value.evalue
     assert message in info.value.evalue and str(path) in info.value.evalue
     assert not (tmp_path / "out" / "metrics.json").exists()
     assert not (tmp_path / "out" / "experiment.ipynb").exists()
@@ -234,7 +223,8 @@ def test_bad_image_stops_the_notebook_with_its_path(tmp_path, name, content, mes
 def test_k_beyond_an_indexed_png_stops_before_fitting(small_image, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as info:
         _run_experiment(small_image, tmp_path / "out", k=300)
-    assert info.value.ename == "ValueError" and "between 1 and 256" in info.value.evalue
+    assert info.value.ename == "ParameterError" and "k='300'" in info.value.evalue
+    assert "from 1 to 256" in info.value.evalue
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -248,23 +238,6 @@ def test_runs_started_by_hand_never_write_where_make_does(tmp_path):
 
 
 # ------------------------------------------------------------------ the Makefile
-
-@pytest.fixture()
-def project_copy(tmp_path):
-    """A copy of the project that shares this test's environment (no reinstall; its
-    editable install still imports the code of this checkout)."""
-    for item in ("Makefile", "src", "notebooks"):
-        source = ROOT / item
-        (shutil.copytree if source.is_dir() else shutil.copy2)(
-            source, tmp_path / item, **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                         if source.is_dir() else {}))
-    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
-        shutil.copy2(ROOT / name, tmp_path / name)
-    venv = Path(sys.prefix)
-    if not (venv / ".installed").exists():
-        pytest.skip(f"run through `make test`: {venv} is not the project's environment")
-    return tmp_path, venv
-
 
 def _make(cwd: Path, venv: Path, *args: str) -> str:
     done = subprocess.run(["make", f"VENV={venv}", *args], cwd=cwd, capture_output=True,

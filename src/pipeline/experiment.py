@@ -27,15 +27,6 @@ def output_dir(image: str, k: int, output_dir: str = "") -> Path:
     return paths.interactive_dir(image, k)
 
 
-def check_k(k: int) -> int:
-    """K as the experiment needs it: 1 to 256 components, the most colours an indexed
-    PNG holds (checked before fitting, not after)."""
-    if not 1 <= k <= 256:
-        raise ValueError(f"k must be between 1 and 256 (an indexed PNG holds at most 256 "
-                         f"colours), got {k}")
-    return k
-
-
 def palette_of(mixture: em.Mixture) -> np.ndarray:
     """The K component means as 8-bit colours: (K, 3) uint8."""
     return np.clip(np.rint(mixture.means * 255.0), 0, 255).astype(np.uint8)

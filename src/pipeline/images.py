@@ -8,6 +8,7 @@ module is the bridge between files and that array.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,57 @@ class ImageError(ValueError):
     """An input image that cannot be used; the message names the path."""
 
 
+# Pillow refuses images above twice this many pixels as possible decompression bombs;
+# the environment variable MAX_IMAGE_PIXELS raises the limit for a trusted large image.
+if os.environ.get("MAX_IMAGE_PIXELS", "").isdigit():
+    Image.MAX_IMAGE_PIXELS = int(os.environ["MAX_IMAGE_PIXELS"])
+
+
+@contextmanager
+def _opened(path: Path):
+    """Image.open(path), with every way it (or decoding inside the block) can fail
+    turned into an ImageError naming the path."""
+    name = repr(str(path))
+    if not path.exists():
+        raise ImageError(f"image {name} does not exist")
+    if not path.is_file():
+        raise ImageError(f"image {name} is not a file")
+    try:
+        with Image.open(path) as im:
+            yield im
+    except UnidentifiedImageError:
+        raise ImageError(f"image {name} is not an image file Pillow can read") from None
+    except PermissionError:
+        raise ImageError(f"image {name} cannot be read (permission denied)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"image {name} is refused as a possible decompression bomb: {exc}\n"
+            f"Downscale it, or if you trust it allow it with MAX_IMAGE_PIXELS=<pixels> "
+            f"(e.g. MAX_IMAGE_PIXELS={2 * _pixels(path)} make ...)") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise ImageError(f"image {name} could not be decoded: {exc}") from None
+
+
+def _pixels(path: Path) -> int:
+    """Width x height from the header, without Pillow's size limit."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as im:
+            return im.width * im.height
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def check_readable(path: str | os.PathLike) -> Path:
+    """`path` if it is a file whose header Pillow reads and whose size it accepts
+    (the pixels are not decoded); else ImageError naming the path."""
+    path = Path(path)
+    with _opened(path) as im:
+        if im.width == 0 or im.height == 0:
+            raise ImageError(f"image {str(path)!r} is empty ({im.width} x {im.height} pixels)")
+    return path
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 RGB array.
 
@@ -30,22 +82,11 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     the image looks on a white page. Raises ImageError naming the path when the
     file is missing, is not a readable image, or has no pixels.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(f"image {str(path)!r} does not exist")
-    if not path.is_file():
-        raise ImageError(f"image {str(path)!r} is not a file")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-    except UnidentifiedImageError:
-        raise ImageError(f"image {str(path)!r} is not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise ImageError(f"image {str(path)!r} could not be decoded: {exc}") from None
-    if im.width == 0 or im.height == 0:
-        raise ImageError(f"image {str(path)!r} is empty ({im.width} x {im.height} pixels)")
-    return _to_rgb8(im)
+    path = check_readable(path)
+    with _opened(path) as im:
+        im.load()
+        ImageOps.exif_transpose(im, in_place=True)
+        return _to_rgb8(im)
 
 
 def _to_rgb8(im: Image.Image) -> np.ndarray:
@@ -67,7 +108,7 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(im.convert("RGB"))
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
 def distinct_colours(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,8 +120,10 @@ def distinct_colours(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     2^24 possible colours: linear time, no sort.
     """
     pixels = rgb.reshape(-1, 3)
-    codes = (pixels[:, 0].astype(np.uint32) << 16) | (pixels[:, 1].astype(np.uint32) << 8) \
-        | pixels[:, 2]
+    codes = pixels[:, 0].astype(np.uint32)  # built in place: one (H*W,) array, not four
+    for channel in (1, 2):
+        codes <<= 8
+        codes |= pixels[:, channel]
     counts_all = np.bincount(codes, minlength=1 << 24)
     present = np.flatnonzero(counts_all)
     lookup = np.empty(1 << 24, dtype=np.int32)
@@ -88,6 +131,14 @@ def distinct_colours(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     inverse = lookup[codes]
     colours = np.stack([(present >> 16) & 255, (present >> 8) & 255, present & 255], axis=1)
     return colours.astype(np.uint8), counts_all[present], inverse
+
+
+def for_display(rgb: np.ndarray, max_side: int = 1200) -> np.ndarray:
+    """Every n-th pixel of an (H, W, ...) image, so that its longer side is at most about
+    `max_side`: a view, for showing a large photograph without matplotlib resampling
+    (and copying to float) all of its pixels."""
+    step = -(-max(rgb.shape[:2]) // max_side)
+    return rgb[::step, ::step]
 
 
 def save_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
@@ -110,7 +161,7 @@ def save_indexed_png(path: str | os.PathLike, labels: np.ndarray,
         raise ValueError(f"labels must lie in [0, {k}), got [{labels.min()}, {labels.max()}]")
     bits = next(b for b in (1, 2, 4, 8) if k <= 1 << b)
     h, w = labels.shape
-    im = Image.frombytes("P", (w, h), labels.astype(np.uint8).tobytes())
+    im = Image.frombuffer("P", (w, h), np.ascontiguousarray(labels, dtype=np.uint8), "raw", "P", 0, 1)
     im.putpalette(palette.astype(np.uint8).ravel().tolist(), rawmode="RGB")
     with atomic_path(path) as tmp:
         im.save(tmp, format="PNG", optimize=True, bits=bits)

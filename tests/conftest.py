@@ -1,0 +1,41 @@
+"""Fixtures shared by the pipeline's tests: a small image, and a copy of the project
+that make can run in."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline import images, paths
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def small_image(tmp_path_factory) -> Path:
+    """The default photograph shrunk to 64 x 75 pixels (thousands of colours)."""
+    path = tmp_path_factory.mktemp("img") / "small.png"
+    rgb = images.load_rgb(paths.default_image())
+    Image.fromarray(rgb).resize((64, 75), Image.Resampling.BILINEAR).save(path)
+    return path
+
+
+@pytest.fixture()
+def project_copy(tmp_path):
+    """A copy of the project that shares this test's environment (no reinstall; its
+    editable install still imports the code of this checkout)."""
+    for item in ("Makefile", "src", "notebooks"):
+        source = ROOT / item
+        (shutil.copytree if source.is_dir() else shutil.copy2)(
+            source, tmp_path / item, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                         if source.is_dir() else {}))
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    venv = Path(sys.prefix)
+    if not (venv / ".installed").exists():
+        pytest.skip(f"run through `make test`: {venv} is not the project's environment")
+    return tmp_path, venv

@@ -1,0 +1,231 @@
+"""The interactive explorer (pipeline.explore), driven through its widgets without a
+browser: every change refits with exactly em.fit's numbers, bad choices become
+messages, and nothing is written into the project."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import em
+from pipeline import experiment, explore, images, paths
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory) -> Path:
+    """images/ of a test: the default photograph shrunk to 64 x 75 pixels (thousands
+    of colours), a 4-colour image and a file that is not an image."""
+    folder = tmp_path_factory.mktemp("images")
+    rgb = images.load_rgb(paths.default_image())
+    Image.fromarray(rgb).resize((64, 75), Image.Resampling.BILINEAR).save(folder / "small.png")
+    four = np.zeros((10, 12, 3), np.uint8)
+    four[:5, :6], four[:5, 6:], four[5:, :6] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    Image.fromarray(four).save(folder / "four.png")
+    (folder / "notes.png").write_text("not a picture")
+    return folder
+
+
+@pytest.fixture
+def explorer(image_dir) -> explore.Explorer:
+    return explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
+                            settings=explore.Settings(k=4))
+
+
+def _colours(path: Path):
+    colours8, counts, _ = images.distinct_colours(images.load_rgb(path))
+    return colours8 / 255.0, counts
+
+
+def _assert_same_fit(a: em.FitResult, b: em.FitResult):
+    for name in ("weights", "means", "variances", "history", "restarts"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.n_iter == b.n_iter
+
+
+@pytest.mark.parametrize("change", [
+    {"k": 7}, {"seed": 3}, {"init": "random"}, {"n_init": 2},
+    {"k": 3, "seed": 5, "init": "random", "n_init": 3},
+])
+def test_a_change_refits_with_the_numbers_of_em_fit(explorer, image_dir, change):
+    for name, value in change.items():
+        getattr(explorer, name).value = value
+    s = explorer.settings
+    colours, counts = _colours(image_dir / "small.png")
+    expected = em.fit(colours, s.k, sample_weight=counts, init=s.init, n_init=s.n_init,
+                      tol=explore.TOL, max_iter=explore.MAX_ITER, seed=s.seed)
+    _assert_same_fit(explorer.result, expected)
+    assert "⚠" not in explorer.message
+    assert explorer.mixture.k == s.k and len(explorer.summary.palette) == s.k
+
+
+def test_the_numbers_shown_are_the_pipelines(explorer, image_dir, tmp_path):
+    colours, counts = _colours(image_dir / "small.png")
+    labels = em.predict(explorer.result, colours)
+    error = experiment.reconstruction_error(colours, counts, labels, explorer.result.means)
+    assert explorer.summary.error == error
+    assert explorer.summary.psnr_db == experiment.psnr_db(error)
+    # The palette PNG is the one make report writes.
+    out = tmp_path / "indexed.png"
+    images.save_indexed_png(out, explorer.summary.labels, explorer.summary.palette)
+    assert explorer.summary.png_bytes == out.stat().st_size
+    assert f"{explorer.summary.png_bytes:,} bytes" in explorer.metrics.value
+
+
+def test_labels_switch_between_map_and_nearest_mean_without_refitting(explorer, image_dir):
+    colours, counts = _colours(image_dir / "small.png")
+    result = explorer.result
+    explorer.labels.value = "nearest"
+    assert explorer.result is result
+    nearest, sq = em.nearest_centre(colours, result.means)
+    np.testing.assert_array_equal(explorer.summary.colour_labels, nearest)
+    assert explorer.summary.error == pytest.approx(counts @ sq / counts.sum(), rel=1e-12)
+    explorer.labels.value = "map"
+    np.testing.assert_array_equal(explorer.summary.colour_labels,
+                                  em.predict(result, colours))
+
+
+def test_a_preview_is_said_so_and_the_button_fits_every_pixel(image_dir, monkeypatch):
+    monkeypatch.setattr(explore, "PREVIEW_PIXELS", 1200)
+    explorer = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
+                                settings=explore.Settings(k=4, seed=1))
+    h, w = explorer.picture.shape
+    assert h * w <= 1200 and abs(h / w - 75 / 64) < 0.05
+    assert "preview" in explorer.message and "downscaled from 64 x 75" in explorer.message
+    preview = explorer.picture
+    _assert_same_fit(explorer.result, em.fit(
+        preview.colours, 4, sample_weight=preview.counts, tol=explore.TOL,
+        max_iter=explore.MAX_ITER, seed=1))
+
+    explorer.full_button.click()
+    assert explorer.picture.shape == (75, 64)
+    assert "the full image" in explorer.message
+    colours, counts = _colours(image_dir / "small.png")
+    _assert_same_fit(explorer.result, em.fit(colours, 4, sample_weight=counts,
+                                             tol=explore.TOL, max_iter=explore.MAX_ITER,
+                                             seed=1))
+
+
+def test_steps_are_plain_em_iterations_from_the_start(explorer, image_dir):
+    colours, counts = _colours(image_dir / "small.png")
+    explorer.init.value = "random"
+    for _ in range(6):
+        explorer.step_button.click()  # the start, then 5 iterations
+    assert "iteration 5 of restart 1" in explorer.metrics.value
+    assert explorer.step_button.description == "EM step 5 → 6"
+    # Reference: the kernel's separate E- and M-steps from the same start.
+    mixture = explore.initial_mixture(explorer.picture, explorer.settings)
+    history = []
+    for _ in range(6):
+        resp, log_norm = em.e_step(colours, mixture)
+        history.append(counts @ log_norm)
+        last, mixture = mixture, em.m_step(colours, resp, counts)
+    np.testing.assert_allclose(explorer._step_history, history, rtol=1e-10)
+    np.testing.assert_allclose(explorer.mixture.means, last.means, rtol=0, atol=1e-10)
+    assert np.all(np.diff(history) > 0)
+    explorer.k.value = 5  # any change leaves step mode and refits
+    assert explorer.step_button.description == "EM step by step"
+
+
+def test_the_start_of_steps_is_the_start_of_em_fit(image_dir):
+    picture = explore.prepare("small", images.load_rgb(image_dir / "small.png"))
+    for init in explore.INITS:
+        settings = explore.Settings(k=6, seed=2, init=init)
+        start = explore.initial_mixture(picture, settings)
+        with pytest.warns(em.ConvergenceWarning):
+            one = em.fit(picture.colours, 6, sample_weight=picture.counts, init=init,
+                         seed=2, max_iter=1, tol=1e-300)
+        assert em.log_likelihood(start, picture.colours, picture.counts) == \
+            pytest.approx(one.history[0], rel=1e-12)
+
+
+def test_a_bad_upload_is_a_message_and_the_widgets_stay_usable(explorer):
+    before = explorer.image.value
+    explorer.upload.value = ({"name": "holiday.jpg", "type": "image/jpeg", "size": 5,
+                              "content": memoryview(b"hello"),
+                              "last_modified": datetime.datetime.now(datetime.UTC)},)
+    assert explorer.message.startswith("⚠")
+    assert "'holiday.jpg'" in explorer.message and "not an image file" in explorer.message
+    assert "/tmp" not in explorer.message  # names the upload, not where it was put
+    assert explorer.image.value == before
+    explorer.k.value = 3
+    assert explorer.result.k == 3 and "⚠" not in explorer.message
+
+
+def test_a_good_upload_is_offered_and_fitted(explorer, image_dir):
+    explorer.upload_file("mine.png", (image_dir / "four.png").read_bytes())
+    assert explorer.image.value == "upload: mine.png"
+    assert explorer.picture.name == "mine.png" and len(explorer.picture.counts) == 4
+    assert explorer.result.k == 4
+
+
+def test_k_above_the_distinct_colours_is_a_message(explorer, image_dir):
+    explorer.image.value = str(image_dir / "four.png")
+    assert explorer.result.k == 4
+    explorer.k.value = 5
+    assert "K = 5 is more than the 4 distinct colours of four.png" in explorer.message
+    assert explorer.result.k == 4  # what was shown stays
+    explorer.k.value = 2
+    assert explorer.result.k == 2 and "⚠" not in explorer.message
+
+
+def test_an_unreadable_file_under_images_is_a_message(explorer, image_dir):
+    explorer.image.value = str(image_dir / "notes.png")
+    assert "notes.png" in explorer.message and "not an image file" in explorer.message
+    explorer.image.value = str(image_dir / "small.png")
+    assert "⚠" not in explorer.message
+
+
+def test_k_outside_2_to_256_is_refused_before_fitting(image_dir):
+    picture = explore.prepare("small", images.load_rgb(image_dir / "small.png"))
+    with pytest.raises(explore.ExploreError, match="choose K from 2 to 256"):
+        explore.fit(picture, explore.Settings(k=300))
+
+
+def test_an_upload_reads_as_a_file_does(image_dir):
+    path = image_dir / "small.png"
+    np.testing.assert_array_equal(explore.load_upload("x.png", path.read_bytes()),
+                                  images.load_rgb(path))
+
+
+# ------------------------------------------------------------ nothing written
+
+_written: list[str] | None = None
+
+
+def _record_writes(event, args):
+    if _written is None:
+        return
+    if event == "open":
+        path, mode, flags = args
+        if (mode and any(c in mode for c in "wax+")) or \
+                (mode is None and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)):
+            _written.append(os.fsdecode(path) if not isinstance(path, int) else "")
+    elif event in ("os.rename", "os.replace", "os.mkdir"):
+        _written.append(os.fsdecode(args[1] if event != "os.mkdir" else args[0]))
+
+
+sys.addaudithook(_record_writes)
+
+
+def test_exploring_writes_nothing_into_the_project(explorer, image_dir):
+    global _written
+    _written = []
+    try:
+        explorer.k.value = 6
+        explorer.labels.value = "nearest"
+        explorer.full_button.click()
+        explorer.step_button.click()
+        explorer.step_button.click()
+        explorer.upload_file("mine.png", (image_dir / "four.png").read_bytes())
+    finally:
+        written, _written = _written, None
+    assert written, "the PNG size is measured through a temporary file"
+    root = paths.ROOT.resolve()
+    inside = [p for p in written if p and Path(p).resolve().is_relative_to(root)]
+    assert inside == []

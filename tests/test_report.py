@@ -28,7 +28,8 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
-from pipeline import render
+from pipeline import atomic, narrative, render, results as results_module
+from pipeline import study as study_module
 from pipeline.run_notebook import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,13 +130,25 @@ def study(tmp_path_factory):
     derivation = tmp / "derivation.ipynb"
     run(derivation_source, derivation, {"max_pixels": DERIVATION_MAX_PIXELS},
         cwd=str(NOTEBOOKS), progress_bar=False)
+    study_data = tmp / "study.json"
+    atomic.write_json(study_data, study_module.sweep(image, KS, seeds=range(2), n_init=1,
+                                                     log=lambda *_: None))
+    bench_data = tmp / "bench.json"
+    atomic.write_json(bench_data, {"machine": {}, "images": {"photo": {
+        "name": "photo.png", "pixels": 12000, "distinct_colours": 7000, "rows": [
+            {"k": k, "ours_ms_per_iter": 1.0, "sklearn_ms_per_iter": 20.0,
+             "ours_us_per_row": 0.14, "sklearn_us_per_row": 1.6, "ours_rows": 7000,
+             "sklearn_rows": 12000, "ours_seconds": 0.1, "sklearn_seconds": 2.0,
+             "ours_ll_per_pixel": 1.5, "sklearn_ll_per_pixel": 1.4} for k in KS]}}})
     report = tmp / "report.ipynb"
     out = tmp / "out"
     run(report_source, report,
         {"results_dir": str(results), "ks": " ".join(map(str, KS)), "image": str(image),
-         "figures_dir": str(out / "figures")},
+         "figures_dir": str(out / "figures"), "study_data": str(study_data),
+         "bench_data": str(bench_data)},
         cwd=str(NOTEBOOKS), progress_bar=False)
     return SimpleNamespace(tmp=tmp, out=out, derivation=derivation, report=report,
+                           results=results, study_data=study_data,
                            derivation_nb=nbformat.read(derivation, as_version=4),
                            report_nb=nbformat.read(report, as_version=4))
 
@@ -177,7 +190,9 @@ def test_html_is_one_file_with_embedded_images(html):
 
 
 def test_html_needs_no_network(html):
-    assert not html.soup.find_all("script"), "the HTML has scripts (require.js, MathJax...)"
+    scripts = html.soup.find_all("script")
+    assert len(scripts) == 1 and not scripts[0].get("src"), "only the slider's inline script"
+    assert scripts[0].find_parent(id="k-slider") is not None
     for element in html.soup.find_all(True):
         for attribute in ("src", "srcset", "data", "poster"):
             value = element.get(attribute)
@@ -346,7 +361,7 @@ def test_merge_orders_and_levels_headings(tmp_path):
     nb = render.merge(derivation, report)
     assert nb.metadata.title == "Results"
     assert markdown_headings(nb) == ["Results", "Table", "Another top",
-                                     "Appendix: EM, derived", "1. Model"]
+                                     "Appendix B. EM, derived", "1. Model"]
     levels = [level for holder, key in render._markdown_texts(nb)
               for level, _ in render.headings(holder[key])]
     assert levels == [1, 2, 2, 2, 3]
@@ -355,3 +370,86 @@ def test_merge_orders_and_levels_headings(tmp_path):
     latex = render._latex_only(nb)
     assert [level for holder, key in render._markdown_texts(latex)
             for level, _ in render.headings(holder[key])] == [1, 1, 1, 2]
+
+
+# ---------------------------------------------------------------------------
+# The document a reader gets
+
+
+def test_pdf_page_one_has_the_abstract_and_a_figure_and_no_plumbing(pdf):
+    first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf.path), "-"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "Abstract" in first and "Figure 1." in first
+    for word in ("notebook", "papermill", "make ", "Python"):
+        assert word not in first, word
+    images = subprocess.run(["pdfimages", "-f", "1", "-l", "1", "-list", str(pdf.path)],
+                            capture_output=True, text=True, check=True).stdout
+    assert len(images.splitlines()) > 2, "page 1 has no figure"
+
+
+def test_figures_are_numbered_in_order_with_captions(html, pdf):
+    captions = [collapse(c.get_text(" ")) for c in html.soup.find_all("figcaption")
+                if c.get_text().startswith("Figure")]
+    numbers = [int(re.match(r"Figure (\d+)\.", c).group(1)) for c in captions]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 6
+    assert all("photo" in c for c in captions), "every caption names the image"
+    pdf_numbers = [int(n) for n in re.findall(r"Figure (\d+)\.", pdf.text)]
+    assert sorted(set(pdf_numbers)) == numbers
+
+
+def test_conclusions_and_reproducing_sections(html, pdf):
+    headings = [collapse(h.get_text(" ")) for h in html.soup.find_all("h2")]
+    assert any("Conclusions" in h for h in headings)
+    assert any("Reproducing these results" in h for h in headings)
+    assert "Conclusions" in pdf.text and "make study" in pdf.text
+
+
+def test_every_html_anchor_resolves(html):
+    ids = {element["id"] for element in html.soup.find_all(id=True)}
+    links = [a["href"][1:] for a in html.soup.find_all("a", href=True) if a["href"].startswith("#")]
+    assert links, "no table of contents"
+    assert html.soup.find("nav") is not None
+    missing = [link for link in links if link not in ids]
+    assert not missing, missing
+
+
+def test_no_default_alt_text(html):
+    for img in html.soup.find_all("img"):
+        alt = img.get("alt", "")
+        assert alt and "No description" not in alt, img.get("src", "")[:40]
+
+
+def test_html_has_the_date_and_the_slider_with_every_k_embedded(html, study):
+    date = render.merge(study.derivation, study.report).metadata.date
+    assert html.soup.find(class_="report-date").get_text() == date
+    slider = html.soup.find(id="k-slider")
+    frames = slider.find_all("figure")
+    assert [int(f["data-k"]) for f in frames] == list(KS)
+    assert sum(1 for f in frames if not f.has_attr("hidden")) == 1
+    for frame in frames:
+        assert frame.img["src"].startswith("data:image/png;base64,")
+        assert len(frame.select(".swatches span")) == int(frame["data-k"])
+    assert slider.find("input", type="range")["max"] == str(len(KS) - 1)
+
+
+def test_pdf_has_the_published_table_and_no_slider(pdf, study):
+    published = study_module.published()
+    text = collapse(pdf.text)
+    for row in published:
+        if row["k"] in KS:
+            assert f"{row['error']:.6f}" in text
+    assert "Table 2." in text
+    assert "hover" not in text, "the HTML-only slider leaked into the PDF"
+
+
+def test_sentences_that_depend_on_results_match_them(html, study):
+    sweep = results_module.load(study.results, KS)
+    text = collapse(html.soup.get_text(" "))
+    assert collapse(narrative.comparison(sweep)) in text
+    assert collapse(narrative.convergence(sweep)).split(";")[0] in text
+    order = narrative.ranking(sweep)
+    errors = narrative.errors(sweep)
+    for i, k in enumerate(KS):
+        worst = order[k][-1]
+        assert errors[worst][i] == max(errors[m][i] for m in narrative.METHODS)
+        assert re.search(rf"Highest error: [^.]*{worst} at K = [^.]*\b{k}\b", text), (k, worst)

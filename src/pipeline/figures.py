@@ -43,7 +43,7 @@ class Numbered:
         self.staging_dir = Path(staging_dir) if staging_dir else None
 
     def show(self, fig, caption: str, alt: str, *, exact: bool = False, save_as: str = "",
-             save_width_px: int = 800) -> int:
+             save_width_px: int = 800) -> None:
         """Display `fig` as Figure n; exact=True keeps its size and dpi (image grids)."""
         from IPython.display import Image, display
 
@@ -58,7 +58,6 @@ class Numbered:
             with atomic.atomic_path(self.staging_dir / save_as) as tmp:
                 fig.savefig(tmp, format="png", dpi=save_width_px / fig.get_figwidth())
         plt.close(fig)
-        return self.count
 
 
 def k_axis(ax, ks) -> None:

@@ -49,10 +49,10 @@ def cloud(colours: np.ndarray, counts: np.ndarray, colour_labels: np.ndarray,
 
 def motion(colours: np.ndarray, counts: np.ndarray, k: int, *, seed: int, init: str,
            tol: float, max_iter: int, snapshots: int = 6) -> dict:
-    """One EM fit (the first restart of the run) step by step: the mixture at a few
+    """Plain EM from the run's first start, step by step: the mixture at a few
     iterations from the start to the fixed point, and the log-likelihood per pixel
     after every iteration. EM's next step depends only on the current parameters, so
-    one iteration at a time from each mixture retraces the fit."""
+    one iteration at a time from each mixture retraces the plain fit."""
     rng = np.random.default_rng(seed)
     w = np.asarray(counts, dtype=np.float64)
     mixture = (em.init_kmeans_plus_plus(colours, w, k, rng) if init == "kmeans++"

@@ -239,7 +239,7 @@ def study_text(data: dict) -> str:
             + (f"every K" if not above else
                (f"K = {k_list(below)}" if below else "no K")
                + f" and above it at K = {k_list(above)} ("
-               + ", ".join(f"{med[k] / pub[k]['error'] - 1:+.0%}" for k in above) + ")")
+               + ", ".join(f"{med[k] / pub[k]['error'] - 1:+.1%}" for k in above) + ")")
             + "; the worst seed is above it at "
             + (k_list([k for k in ks if hi[k] > pub[k]["error"]]) or "no K") + ". ")
     ours_it = sum(seeded[0]["fits"][idx[k]]["iterations"] for k in ks)
@@ -258,8 +258,8 @@ def study_text(data: dict) -> str:
         text += (f"From the study's random start (same restarts and tolerance) the error is "
                  f"above our k-means++ median at "
                  + (f"K = {k_list(worse)}" if worse else "no K")
-                 + f", and EM needs {it_r:,} iterations in total against {ours_it:,}: "
-                 f"k-means++ starts EM near a good optimum, restarts pick the best of several.")
+                 + f", with {it_r:,} iterations in total against {ours_it:,} from k-means++ "
+                 f"starts (seed 0).")
     return text
 
 

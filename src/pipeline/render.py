@@ -332,7 +332,7 @@ figure.report-figure figcaption { font-size: 92%; margin-top: 0.4em; }
 figure.report-figure figcaption p { margin: 0; }
 p.report-date { color: var(--jp-content-font-color2); margin-top: -0.5em; }
 nav.report-toc { font-size: 95%; margin: 1em 0 1.5em; }
-nav.report-toc ol { margin: 0.3em 0; padding-left: 1.5em; }
+nav.report-toc ul { margin: 0.3em 0; padding-left: 1.2em; list-style: none; }
 @media (max-width: 600px) {
   main { padding: 0.5rem 0.4rem 2rem; }
   .jp-RenderedHTMLCommon table { display: block; overflow-x: auto; font-size: 85%; }
@@ -484,7 +484,7 @@ def _add_date_and_contents(soup, date: str) -> None:
     summary = soup.new_tag("summary")
     summary.string = "Contents"
     details.append(summary)
-    top = soup.new_tag("ol")
+    top = soup.new_tag("ul")
     current = None
     for heading in soup.find_all(["h2", "h3"]):
         if not heading.get("id"):
@@ -497,9 +497,9 @@ def _add_date_and_contents(soup, date: str) -> None:
             top.append(item)
             current = item
         elif current is not None:
-            if current.find("ol") is None:
-                current.append(soup.new_tag("ol"))
-            current.find("ol").append(item)
+            if current.find("ul") is None:
+                current.append(soup.new_tag("ul"))
+            current.find("ul").append(item)
     details.append(top)
     nav.append(details)
     anchor.insert_after(nav)

@@ -21,8 +21,8 @@ SCRIPT = """(function () {
 })();"""
 
 STYLE = """#k-slider input { width: 100%; max-width: 30rem; }
-#k-slider img { max-width: 100%; height: auto; image-rendering: pixelated; }
-#k-slider .swatches { display: flex; height: 2.2rem; max-width: 100%; margin-top: 0.4rem; }
+#k-slider img { width: 32rem; max-width: 100%; height: auto; }
+#k-slider .swatches { display: flex; height: 2.2rem; width: 32rem; max-width: 100%; margin-top: 0.4rem; }
 #k-slider .swatches span { display: block; min-width: 1px; }
 #k-slider figcaption { font-size: 90%; }"""
 

@@ -300,6 +300,9 @@ def m_step(X, resp, sample_weight=None, var_floor: float = QUANTISATION_VARIANCE
     return _mixture_from_statistics(stats, float(w.sum()), var_floor, blocks.shift)[0]
 
 
+# Largest SQUAREM step at the start, and its growth while extrapolations succeed.
+_STEP_MAX0, _STEP_GROWTH = 4.0, 4.0
+
 # ------------------------------------------------------------------ one EM iteration
 
 def _e_pass(blocks: _Blocks, mixture: Mixture):
@@ -364,28 +367,35 @@ def nearest_centre(X, centres) -> tuple[np.ndarray, np.ndarray]:
 
 def init_kmeans_plus_plus(X, sample_weight, k: int, rng: np.random.Generator,
                           var_floor: float = QUANTISATION_VARIANCE) -> Mixture:
-    """k-means++ seeding with sample weights, then one hard assignment.
+    """Greedy k-means++ seeding with sample weights, then one hard assignment.
 
-    Centres are drawn one at a time, each sample with probability proportional to
-    w_n D_n^2 (D_n: distance to the nearest centre so far; the first draw uses w_n).
-    Each sample then goes to its nearest centre; a component's weight and variance
-    are those of its cluster.  X: (N, D), sample_weight: (N,)  ->  Mixture.
+    The first centre is a sample drawn with probability proportional to w_n. For
+    each next centre, 2 + floor(log k) candidates are drawn with probability
+    proportional to w_n D_n^2 (D_n: distance to the nearest centre so far) and the
+    one that leaves the smallest sum_n w_n D_n^2 is kept (as scikit-learn does: a
+    single draw too often lands two centres in one cluster). Each sample then goes
+    to its nearest centre; a component's weight and variance are its cluster's.
+    X: (N, D), sample_weight: (N,)  ->  Mixture.
     """
     X = np.asarray(X, dtype=np.float64)
     w = np.asarray(sample_weight, dtype=np.float64)
     n, d = X.shape
+    n_candidates = 2 + int(math.log(k))
     centres = np.empty((k, d))
     centres[0] = X[rng.choice(n, p=w / w.sum())]
     closest_sq = ((X - centres[0]) ** 2).sum(axis=1)
     for j in range(1, k):
-        score = w * closest_sq
-        total = score.sum()
-        if not total > 0:
+        cumulative = np.cumsum(w * closest_sq)
+        if not cumulative[-1] > 0:
             raise ValueError(
                 f"k (={k}) exceeds the number of distinct samples with positive "
                 f"weight ({j}): a mixture cannot have more components than points")
-        centres[j] = X[rng.choice(n, p=score / total)]
-        np.minimum(closest_sq, ((X - centres[j]) ** 2).sum(axis=1), out=closest_sq)
+        draws = rng.random(n_candidates) * cumulative[-1]
+        candidates = np.minimum(np.searchsorted(cumulative, draws, side="right"), n - 1)
+        sq = ((X[:, None, :] - X[candidates][None]) ** 2).sum(axis=2)  # (N, candidates)
+        np.minimum(sq, closest_sq[:, None], out=sq)
+        best = int(np.argmin(w @ sq))
+        centres[j], closest_sq = X[candidates[best]], sq[:, best]
     labels, sq_dist = nearest_centre(X, centres)
     nk = np.bincount(labels, weights=w, minlength=k)
     spread = np.bincount(labels, weights=w * sq_dist, minlength=k) / (d * np.maximum(nk, 1e-300))
@@ -415,7 +425,7 @@ def init_random(X, sample_weight, k: int, rng: np.random.Generator) -> Mixture:
 
 def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: float = 1e-5,
         max_iter: int = 1000, seed: int = 0, var_floor: float = QUANTISATION_VARIANCE,
-        block_rows: int | None = None) -> FitResult:
+        block_rows: int | None = None, accelerate: bool = True) -> FitResult:
     """Fit a mixture of k isotropic Gaussians to X by EM.
 
     X: (N, D) samples (float32 input keeps a float32 E-step, sums in float64);
@@ -427,10 +437,14 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     weight falls below it; max_iter: at most this many iterations (then a
     ConvergenceWarning); seed: of numpy.random.default_rng, the only randomness;
     var_floor: smallest variance; block_rows: rows per block (None: from k; results
-    differ across block sizes only by rounding, never across thread counts).
+    differ across block sizes only by rounding, never across thread counts);
+    accelerate: SQUAREM extrapolation between EM steps (False: plain EM; both stop
+    at the same fixed point).
     """
     X, w, k, dtype = _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor,
                                seed, block_rows)
+    if not isinstance(accelerate, (bool, np.bool_)):
+        raise ValueError(f"accelerate must be True or False, got {accelerate!r}")
     if not w.all():
         # A weight-0 sample adds nothing, but it may be the worst-explained one: a
         # component re-seeded there would die and be re-seeded there forever.
@@ -452,7 +466,8 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
         if not explicit:
             start = (init_kmeans_plus_plus(X64, w, k, rng, var_floor) if init == "kmeans++"
                      else init_random(X64, w, k, rng))
-        result = _run_em(blocks, start, total_weight, tol, max_iter, var_floor)
+        result = _run_em(blocks, start, total_weight, tol, max_iter, var_floor,
+                         bool(accelerate))
         finals.append(result.log_likelihood)
         if best is None or result.log_likelihood > best.log_likelihood:
             best = result
@@ -466,28 +481,80 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
 
 
 def _run_em(blocks: _Blocks, mixture: Mixture, total_weight: float, tol: float,
-            max_iter: int, var_floor: float) -> FitResult:
-    """EM from one start: E-step (with the statistics), M-step, until the gain per
-    unit weight is below tol. The last E-step scores the returned parameters."""
+            max_iter: int, var_floor: float, accelerate: bool) -> FitResult:
+    """EM from one start until an EM step gains less than tol per unit weight.
+
+    An iteration is one E-step (which also scores its parameters) after an M-step.
+    With `accelerate`, once an EM step theta0 -> theta1 has been scored, the M-step's
+    theta2 is replaced by a SQUAREM extrapolation from the three (_extrapolate). It
+    is kept if it scores at least theta1 (the history never decreases), else theta2
+    is scored as plain EM would have (the failed trial costs one iteration).
+    Stopping is judged on plain EM steps only, so the fixed point is EM's."""
     ll, stats, worst = _e_pass(blocks, mixture)
     history, reseeds, converged = [ll], [], False
+    previous, step_max = None, _STEP_MAX0  # previous: mixture was EM's step from it
+    jump = 0.0  # gain of an extrapolation just accepted
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        mixture, dead = _mixture_from_statistics(stats, total_weight, var_floor,
-                                                 blocks.shift)
+        step, dead = _mixture_from_statistics(stats, total_weight, var_floor, blocks.shift)
         if dead.any():
-            mixture = _reseed(blocks, mixture, dead, worst, total_weight)
+            step = _reseed(blocks, step, dead, worst, total_weight)
             reseeds.append(n_iter)
+        elif accelerate and previous is not None and n_iter < max_iter:
+            trial, alpha = _extrapolate(previous, mixture, step, step_max, var_floor)
+            step_max *= _STEP_GROWTH if alpha == -step_max else 1.0
+            if trial is not None:
+                trial_ll, trial_stats, trial_worst = _e_pass(blocks, trial)
+                if trial_ll >= ll:
+                    jump = trial_ll - ll
+                    mixture, ll, stats, worst = trial, trial_ll, trial_stats, trial_worst
+                    history.append(ll)
+                    previous = None
+                    continue
+                step_max = max(_STEP_MAX0, step_max / _STEP_GROWTH)
+                history.append(ll)
+                n_iter += 1
+        previous, mixture = (None if dead.any() else mixture), step
         ll, stats, worst = _e_pass(blocks, mixture)
         history.append(ll)
-        if not dead.any() and abs(history[-1] - history[-2]) < tol * total_weight:
+        if not dead.any() and max(abs(history[-1] - history[-2]), jump) < tol * total_weight:
             converged = True
             break
+        jump = 0.0
     return FitResult(mixture.weights, mixture.means, mixture.variances,
                      log_likelihood=ll, history=np.array(history), n_iter=n_iter,
                      converged=converged, reseeds=tuple(reseeds),
                      total_weight=total_weight)
+
+
+def _extrapolate(m0: Mixture, m1: Mixture, m2: Mixture, step_max: float, var_floor: float):
+    """SQUAREM step (Varadhan & Roland 2008, scheme S3) from three successive EM
+    iterates, in coordinates where any point is a valid mixture: means, log
+    variances, log weights (projected back by softmax and the variance floor).
+
+    With r = u1 - u0, v = u2 - 2 u1 + u0 and alpha = -||r|| / ||v|| clipped to
+    [-step_max, -1], the trial is u0 - 2 alpha r + alpha^2 v (alpha = -1 gives u2).
+    Returns (trial Mixture or None when it would be u2 or is undefined, alpha)."""
+    if not all((m.weights > 0).all() for m in (m0, m1, m2)):
+        return None, -1.0
+    u0, u1, u2 = (np.concatenate([m.means.ravel(), np.log(m.variances), np.log(m.weights)])
+                  for m in (m0, m1, m2))
+    r, v = u1 - u0, u2 - 2.0 * u1 + u0
+    norm_v = np.linalg.norm(v)
+    if not norm_v > 0:
+        return None, -1.0
+    alpha = float(np.clip(-np.linalg.norm(r) / norm_v, -step_max, -1.0))
+    if alpha == -1.0:
+        return None, alpha
+    u = u0 - 2.0 * alpha * r + alpha * alpha * v
+    k, d = m0.means.shape
+    log_w = u[k * d + k:]
+    weights = np.exp(log_w - log_w.max())
+    # multiplicative, so that a variance EM left unchanged (e.g. on the floor) stays exact
+    variances = np.maximum(m0.variances * np.exp(u[k * d:k * d + k] - u0[k * d:k * d + k]),
+                           var_floor)
+    return Mixture(weights / weights.sum(), u[:k * d].reshape(k, d), variances), alpha
 
 
 # ------------------------------------------------------------------------ queries

@@ -211,7 +211,7 @@ def palettes(sweep: Sweep):
             ax.add_patch(Rectangle((left, y + 0.45 - height / 2), pi[j], height,
                                    facecolor=mu[j], edgecolor="0.5" if k <= 16 else "none",
                                    lw=0.4))
-            if k <= 4:
+            if k <= 4 and pi[j] >= 0.2:
                 ax.text(left + pi[j] / 2, y - 0.02, f"$\\pi$={pi[j]:.2f} $\\sigma$={sigma[j]:.3f}",
                         ha="center", va="top", fontsize=FONT - 3)
             left += pi[j]
@@ -267,7 +267,7 @@ def motion(motion: dict, cloud: dict):
     n = len(snaps) + 1
     ncols = 4
     nrows = -(-n // ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(WIDTH, 1.95 * nrows + 0.2),
+    fig, axs = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.3 * nrows + 0.2),
                             layout="constrained", squeeze=False)
     lo, hi = points.min(axis=0) - 0.1, points.max(axis=0) + 0.1
     for ax, snap in zip(axs.flat, snaps):

@@ -59,18 +59,23 @@ def comparison(sweep: Sweep) -> str:
     e = errors(sweep)
     best = {m: [k for k in sweep.ks if order[k][0] == m] for m in METHODS}
     worst = {m: [k for k in sweep.ks if order[k][-1] == m] for m in METHODS}
+
+    def detail(m, ks):
+        idx = [sweep.ks.index(k) for k in ks]
+        if len(ks) == 1:
+            others = " and ".join(f"{o} {e[o][idx[0]]:.4f}" for o in METHODS if o != m)
+            return f" ({e[m][idx[0]]:.4f} against {others})"
+        ratio = [e[m][i] / e[order[sweep.ks[i]][0]][i] for i in idx]
+        return f" ({min(ratio):.2f} to {max(ratio):.2f} times the lowest)"
+
     ratio = e["EM"] / e["k-means"]
-    text = (f"Lowest error: {_runs_of(best)}. Highest error: {_runs_of(worst)}. "
-            f"EM's error is {ratio.min():.2f} to {ratio.max():.2f} times k-means'")
-    if len(sweep.ks) == 1:
-        text = text.replace(f"{ratio.min():.2f} to {ratio.max():.2f}", f"{ratio[0]:.2f}")
-    for m in ("EM", "median cut"):
-        for k in worst[m]:
-            i = sweep.ks.index(k)
-            others = ", ".join(f"{o} {e[o][i]:.4f}" for o in METHODS if o != m)
-            text += (f"; at K = {k} {m} is the least accurate ({e[m][i]:.4f} against "
-                     f"{others})")
-    return text + "."
+    lowest = "; ".join(f"{m} at {'every K' if len(ks) == len(sweep.ks) else 'K = ' + k_list(ks)}"
+                       for m, ks in best.items() if ks)
+    highest = "; ".join(f"{m} at K = {k_list(ks)}{detail(m, ks)}"
+                        for m, ks in worst.items() if ks)
+    span = (f"{ratio[0]:.2f}" if len(ratio) == 1 else f"{ratio.min():.2f} to {ratio.max():.2f}")
+    return (f"Lowest error: {lowest}. Highest error: {highest}. "
+            f"EM's error is {span} times k-means'.")
 
 
 def slope_sentence(sweep: Sweep) -> str:
@@ -185,9 +190,26 @@ def enough_k(sweep: Sweep) -> str:
         text += (f"No K of the sweep reaches {VISIBLE_DB:.0f} dB (the largest, K = "
                  f"{sweep.ks[-1]}, gives {psnr[-1]:.1f} dB). ")
     if len(gains):
+        bpp = np.diff(sweep.series("bits_per_pixel"))
         text += (f"Each step of the sweep adds {gains.min():.1f} to {gains.max():.1f} dB "
-                 f"of PSNR while the bits per pixel grow by about one per doubling of K.")
+                 f"of PSNR for {bpp.min():.2f} to {bpp.max():.2f} more bits per pixel.")
     return text
+
+
+def visible_changes(segmented: dict, ks, threshold: float = 10.0) -> str:
+    """By eye: the share of pixels whose colour moves by more than `threshold` (RGB
+    distance in 0..255 units) from each K to the next, from the segmented images."""
+    if len(ks) < 2:
+        return ""
+    shares = []
+    for a, b in zip(ks, ks[1:]):
+        d = np.sqrt(((segmented[a].astype(float) - segmented[b].astype(float)) ** 2).sum(axis=-1))
+        shares.append(float((d > threshold).mean()))
+    last = f"{100 * shares[-1]:.1f} %"
+    return (f"By eye: from one K to the next, the colour of {100 * shares[0]:.0f} % of the pixels "
+            f"moves by more than {threshold:g}/255 in RGB distance at K = {ks[0]} to {ks[1]}, "
+            f"and {last} at K = {ks[-2]} to {ks[-1]} (in Figures 2 and 3, where those "
+            f"pixels lie).")
 
 
 def abstract(sweep: Sweep, method_name: str = "EM") -> str:
@@ -297,13 +319,13 @@ def speed_text(entry: dict) -> str:
     return text.strip()
 
 
-def conclusions(sweep: Sweep) -> list[str]:
-    """The take-aways as Markdown bullet points."""
+def conclusions(sweep: Sweep, segmented: dict) -> list[str]:
+    """The take-aways as Markdown bullet points; segmented: {K: (H, W, 3) uint8}."""
     e = errors(sweep)
     ratio = e["EM"] / e["k-means"]
     nearest = sweep.series("em_nearest_mean.error", "baselines")
     better_nearest = [k for k, a, b in zip(sweep.ks, nearest, e["EM"]) if a < b]
-    points = [enough_k(sweep),
+    points = [enough_k(sweep) + " " + visible_changes(segmented, sweep.ks),
               (f"As a compressor at equal K, k-means is the better choice on this image: its "
                f"squared error is lower at {int((ratio > 1).sum())} of {len(sweep.ks)} K "
                f"(EM's is {ratio.min():.2f} to {ratio.max():.2f} times k-means'). Relabelling "

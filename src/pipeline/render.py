@@ -514,6 +514,7 @@ LATEX_TEMPLATE = r"""
 ((( super() )))
     \usepackage{etoolbox}
     \usepackage{needspace}
+    \usepackage[section,below]{placeins}
     \AtBeginEnvironment{longtable}{\small}
     \setcounter{secnumdepth}{0}
     \pretocmd{\section}{\needspace{12\baselineskip}}{}{}
@@ -546,11 +547,11 @@ LATEX_TEMPLATE = r"""
 ((* block data_png -*))
 ((*- set meta = output.metadata.get('em_report', {}) -*))
 ((*- if meta.get('caption') *))
-    \par\begin{center}\begin{minipage}{\linewidth}\centering
+    \begin{figure}[!htbp]\centering
     \adjustimage{max size={\linewidth}{0.7\textheight}}{((( output.metadata.filenames['image/png'] | posix_path )))}\par
     \vspace{0.4em}\begin{minipage}{0.96\linewidth}\small ((( meta['caption']
         | convert_pandoc('markdown+tex_math_double_backslash', 'latex') | trim )))\end{minipage}
-    \end{minipage}\end{center}
+    \end{figure}
 ((*- else *))
     ((( draw_figure(output.metadata.filenames['image/png']) )))
 ((*- endif *))

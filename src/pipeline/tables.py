@@ -111,3 +111,14 @@ def environment(machine: dict, extra: dict) -> str:
         rows.append(("BLAS", blas))
     rows += list(extra.items())
     return markdown_table(["", ""], [[a, b] for a, b in rows], align="ll")
+
+
+class Numbered:
+    """Table labels numbered in the order they are shown."""
+
+    def __init__(self):
+        self.count = 0
+
+    def label(self, text: str) -> str:
+        self.count += 1
+        return f"**Table {self.count}.** {text}"

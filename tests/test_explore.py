@@ -229,3 +229,18 @@ def test_exploring_writes_nothing_into_the_project(explorer, image_dir):
     root = paths.ROOT.resolve()
     inside = [p for p in written if p and Path(p).resolve().is_relative_to(root)]
     assert inside == []
+
+
+def test_in_the_background_the_last_change_wins_with_em_fits_numbers(image_dir):
+    explorer = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
+                                settings=explore.Settings(k=4), background=True)
+    for k in (5, 6, 7, 8):  # changes made while fits run
+        explorer.k.value = k
+    explorer.step_button.click()
+    explorer.step_button.click()
+    explorer.wait()
+    assert explorer._worker is None and "⚠" not in explorer.message
+    colours, counts = _colours(image_dir / "small.png")
+    _assert_same_fit(explorer.result, em.fit(colours, 8, sample_weight=counts,
+                                             tol=explore.TOL, max_iter=explore.MAX_ITER))
+    assert explorer.step_button.description == "EM step 1 → 2"  # both steps ran, in order

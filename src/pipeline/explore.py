@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import io
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -332,14 +333,22 @@ class Explorer:
 
     Every callback catches a bad choice and shows its message in `message`; the last
     state is kept in `result` (the FitResult of the last fit), `mixture` (what is
-    shown), `summary` and `picture`.
+    shown), `summary` and `picture`. With background=True (the notebook's) fits run
+    on a worker thread, so the kernel answers a widget at once, says "fitting", and a
+    change made meanwhile replaces the fits not yet started; `wait()` waits for the
+    worker. With background=False every callback has finished when it returns.
     """
 
     UPLOAD_PREFIX = "upload: "
 
     def __init__(self, image: str = "", images_dir: Path | None = None,
-                 settings: Settings = Settings()):
+                 settings: Settings = Settings(), background: bool = False):
         import ipywidgets as w
+
+        self.background = background
+        self._lock = threading.Lock()
+        self._jobs: list = []  # what the worker runs next, in order
+        self._worker: threading.Thread | None = None
 
         self._rgb: dict[str, np.ndarray] = {}  # image key -> pixels (uploads live here)
         self._pictures: dict[tuple[str, bool], Picture] = {}
@@ -360,17 +369,18 @@ class Explorer:
         self.image = w.Dropdown(options=list(choices.items()), value=first,
                                 description="image", layout=narrow)
         self.upload = w.FileUpload(accept="image/*", multiple=False,
-                                   description="upload an image")
+                                   description="upload an image", layout=w.Layout(width="auto"))
         self.k = w.IntSlider(value=settings.k, min=K_MIN, max=K_MAX,
                              continuous_update=False, description="K", layout=narrow)
         self.seed = w.BoundedIntText(value=settings.seed, min=0, max=2**31 - 1,
                                      description="seed", layout=w.Layout(width="180px"))
         self.n_init = w.BoundedIntText(value=settings.n_init, min=1, max=20,
                                        description="restarts", layout=w.Layout(width="180px"))
+        auto = {"button_width": "auto"}
         self.init = w.ToggleButtons(options=[(v, k) for k, v in INITS.items()],
-                                    value=settings.init, description="start")
+                                    value=settings.init, description="start", style=auto)
         self.labels = w.ToggleButtons(options=[(v, k) for k, v in LABELS.items()],
-                                      value=settings.labels, description="labels")
+                                      value=settings.labels, description="labels", style=auto)
         self.full_button = w.Button(description="fit the full image", icon="expand")
         self.step_button = w.Button(description="EM step by step", icon="step-forward")
         self.status = w.HTML()
@@ -445,8 +455,39 @@ class Explorer:
         self.status.value = (f"<span style='color:{colour}'>"
                              f"{'⚠ ' if error else ''}{html.escape(text)}</span>")
 
-    def refit(self, full: bool = False) -> bool:
+    def _submit(self, job, after_others: bool = False) -> None:
+        """Run job() guarded: now, or on the worker thread, where it replaces the jobs
+        not yet started (after_others=True: it queues behind them, as steps do)."""
+        if not self.background:
+            self._guarded(job)
+            return
+        with self._lock:
+            self._jobs = self._jobs + [job] if after_others else [job]
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._worker = None
+                    return
+                job = self._jobs.pop(0)
+            self._guarded(job)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until the worker has run every job submitted so far."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+
+    def refit(self, full: bool = False) -> None:
         """Fit the preview (or the full image) with the widgets' settings and redraw."""
+        what = "the full image" if full else "the preview"
+        if self.background:
+            self._say(f"fitting K = {self.k.value} on {what} …")
+
         def action():
             start = time.perf_counter()
             self._steps, self._step_history = [], []
@@ -458,9 +499,9 @@ class Explorer:
                       f"{'converged' if r.converged else f'stopped at max_iter={MAX_ITER}'}"
                       + (f"; best of {len(r.restarts)} restarts" if len(r.restarts) > 1 else ""))
             self._show(picture, r.mixture, r.history, status, start)
-        return self._guarded(action)
+        self._submit(action)
 
-    def relabel(self) -> bool:
+    def relabel(self) -> None:
         """Redraw the mixture on screen with the chosen labelling rule (no refit)."""
         def action():
             if self.mixture is None:
@@ -469,9 +510,9 @@ class Explorer:
             history = self._step_history or self.result.history
             self._show(self.picture, self.mixture, np.asarray(history),
                        self._last_status, start, self._steps[-2] if len(self._steps) > 1 else None)
-        return self._guarded(action)
+        self._submit(action)
 
-    def step(self) -> bool:
+    def step(self) -> None:
         """The first press shows the start of the first restart; each next press runs
         one EM iteration from what is shown."""
         def action():
@@ -493,7 +534,7 @@ class Explorer:
             status = (f"step by step: iteration {n} of restart 1 "
                       f"({INITS[self.settings.init]} start, seed {self.settings.seed})")
             self._show(picture, mixture, np.array(self._step_history), status, start, previous)
-        return self._guarded(action)
+        self._submit(action, after_others=True)
 
     def _on_upload(self, change) -> None:
         files = change["new"]

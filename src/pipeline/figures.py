@@ -195,29 +195,32 @@ def convergence(sweep: Sweep):
 
 def palettes(sweep: Sweep):
     """One row per K: the components sorted by weight, each a swatch of its mean
-    colour, width pi_k, height proportional to sigma_k (the tallest spread fills the row)."""
+    colour as wide as pi_k, above a grey bar as tall as sigma_k (the largest spread of
+    the sweep fills the bar's height)."""
     rows = len(sweep.ks)
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.42 * rows + 0.7), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * rows + 0.7), layout="constrained")
     sig_max = max(float(np.sqrt(np.max(sweep.metrics[k]["model"]["variances"]))) for k in sweep.ks)
     for row, k in enumerate(sweep.ks):
         model = sweep.metrics[k]["model"]
         pi = np.asarray(model["weights"])
         mu = np.clip(np.asarray(model["means"]), 0, 1)
         sigma = np.sqrt(np.asarray(model["variances"]))
-        order = np.argsort(-pi, kind="stable")
         left, y = 0.0, rows - 1 - row
-        for j in order:
-            height = 0.85 * max(sigma[j] / sig_max, 0.04)
-            ax.add_patch(Rectangle((left, y + 0.45 - height / 2), pi[j], height,
-                                   facecolor=mu[j], edgecolor="0.5" if k <= 16 else "none",
-                                   lw=0.4))
+        for j in np.argsort(-pi, kind="stable"):
+            ax.add_patch(Rectangle((left, y + 0.35), pi[j], 0.5, facecolor=mu[j],
+                                   edgecolor="white" if k <= 16 else "none", lw=0.5))
+            ax.add_patch(Rectangle((left, y + 0.05), pi[j], 0.28 * sigma[j] / sig_max,
+                                   facecolor="0.45", edgecolor="white" if k <= 16 else "none",
+                                   lw=0.5))
             if k <= 4 and pi[j] >= 0.2:
-                ax.text(left + pi[j] / 2, y - 0.02, f"$\\pi$={pi[j]:.2f} $\\sigma$={sigma[j]:.3f}",
-                        ha="center", va="top", fontsize=FONT - 3)
+                light = mu[j] @ np.array([0.299, 0.587, 0.114]) > 0.5
+                ax.text(left + pi[j] / 2, y + 0.6, f"$\\pi$={pi[j]:.2f}  $\\sigma$={sigma[j]:.3f}",
+                        ha="center", va="center", fontsize=FONT - 2,
+                        color="black" if light else "white")
             left += pi[j]
     ax.set_xlim(0, 1)
-    ax.set_ylim(-0.25, rows)
-    ax.set_yticks(np.arange(rows) + 0.45, [f"K = {k}" for k in reversed(sweep.ks)])
+    ax.set_ylim(0, rows)
+    ax.set_yticks(np.arange(rows) + 0.5, [f"K = {k}" for k in reversed(sweep.ks)])
     ax.set_xlabel("cumulative weight $\\pi_k$ (components sorted by weight)")
     ax.grid(False)
     for side in ("top", "right", "left"):
@@ -257,24 +260,23 @@ def colour_cloud(cloud: dict, model: dict):
 def motion(motion: dict, cloud: dict):
     """EM step by step: the colours projected on their two main axes (grey), each
     component as a circle of radius sigma in its mean colour, at a few iterations;
-    last panel: the log-likelihood per pixel after every iteration."""
+    below, the log-likelihood per pixel after every iteration."""
     rgb = np.asarray(cloud["rgb"]) / 255.0
     centre = rgb.mean(axis=0)
     _, _, vt = np.linalg.svd(rgb - centre, full_matrices=False)
     axes2 = vt[:2].T
     points = (rgb - centre) @ axes2
     snaps = motion["snapshots"]
-    n = len(snaps) + 1
-    ncols = 4
-    nrows = -(-n // ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.3 * nrows + 0.2),
-                            layout="constrained", squeeze=False)
-    lo, hi = points.min(axis=0) - 0.1, points.max(axis=0) + 0.1
-    for ax, snap in zip(axs.flat, snaps):
-        ax.scatter(*points.T, s=1, color="0.75", linewidths=0)
-        mu = np.asarray(snap["means"])
-        sigma = np.sqrt(np.asarray(snap["variances"]))
-        for m, s in zip(mu, sigma):
+    ncols = 3
+    nrows = -(-len(snaps) // ncols)
+    lo, hi = points.min(axis=0) - 0.08, points.max(axis=0) + 0.08
+    panel_h = (WIDTH / ncols) * (hi[1] - lo[1]) / (hi[0] - lo[0])
+    fig = plt.figure(figsize=(WIDTH, nrows * (panel_h + 0.3) + 1.9), layout="constrained")
+    grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[panel_h + 0.3] * nrows + [1.6])
+    for i, snap in enumerate(snaps):
+        ax = fig.add_subplot(grid[i // ncols, i % ncols])
+        ax.scatter(*points.T, s=1, color="0.7", linewidths=0)
+        for m, s in zip(np.asarray(snap["means"]), np.sqrt(np.asarray(snap["variances"]))):
             ax.add_patch(Circle((m - centre) @ axes2, s, facecolor="none",
                                 edgecolor=np.clip(m, 0, 1), lw=2))
             ax.plot(*((m - centre) @ axes2), marker="+", color="k", ms=5)
@@ -282,16 +284,14 @@ def motion(motion: dict, cloud: dict):
         ax.set_aspect("equal")
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(f"iteration {snap['iteration']}", fontsize=FONT - 1, pad=2)
-    ax = axs.flat[len(snaps)]
+    ax = fig.add_subplot(grid[nrows, :])
     ll = np.asarray(motion["log_likelihood_per_pixel"])
+    picks = [s["iteration"] for s in snaps]
     ax.plot(np.arange(len(ll)), ll, color="C0")
-    ax.plot([s["iteration"] for s in snaps], ll[[s["iteration"] for s in snaps]], "o", color="C3", ms=4)
+    ax.plot(picks, ll[picks], "o", color="C3", ms=5)
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("iteration", fontsize=FONT - 2)
-    ax.set_title("log L per pixel", fontsize=FONT - 1, pad=2)
-    ax.tick_params(labelsize=FONT - 3)
-    for ax in list(axs.flat)[n:]:
-        ax.set_visible(False)
+    ax.set_xlabel("iteration (red: the panels above)")
+    ax.set_ylabel("log L per pixel")
     return fig
 
 

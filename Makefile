@@ -69,6 +69,7 @@ endef
 
 help: ## List the targets and parameters
 	@echo "make <target> [IMAGE=path] [KS=\"2 4 8\"] [SEED=0] [N_INIT=3] [TOL=1e-4] [MAX_ITER=2000] [INIT=kmeans++|random]"
+	@echo "              [JOBS=$(JOBS)] [LAB_ARGS=\"--port=8890 --ip=0.0.0.0\"]"
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 

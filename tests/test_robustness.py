@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -107,6 +108,25 @@ def test_bad_images_are_refused_before_decoding(tmp_path):
     with pytest.raises(params.ParameterError) as info:
         params.check_image(str(bomb))
     assert "Downscale it" in str(info.value) and "MAX_IMAGE_PIXELS=" in str(info.value)
+
+
+def test_the_setting_named_in_the_bomb_message_allows_the_image(tmp_path):
+    bomb = _bomb(tmp_path / "bomb.png")
+    allowed = subprocess.run(
+        [sys.executable, "-m", "pipeline.params", f"IMAGE={bomb}"], capture_output=True,
+        text=True, env={**os.environ, "MAX_IMAGE_PIXELS": str(20000 * 20000)})
+    refused = subprocess.run([sys.executable, "-m", "pipeline.params", f"IMAGE={bomb}"],
+                             capture_output=True, text=True)
+    assert allowed.returncode == 0 and allowed.stderr == ""
+    assert refused.returncode == 2 and "MAX_IMAGE_PIXELS=" in refused.stderr
+
+
+def test_big_images_are_shown_subsampled_without_a_copy():
+    rgb = np.zeros((5000, 3001, 3), dtype=np.uint8)
+    shown = images.for_display(rgb)
+    assert max(shown.shape[:2]) <= 1200 and np.shares_memory(shown, rgb)
+    small = np.zeros((300, 200, 3), dtype=np.uint8)
+    assert images.for_display(small).shape == small.shape
 
 
 def test_make_refuses_each_bad_parameter_and_writes_nothing(project_copy, small_image):

@@ -160,7 +160,8 @@ def test_slope_sentence_states_the_rate_and_the_effective_dimension():
 def test_smallest_k_explains_a_broad_component_only_when_there_is_one():
     broad = fake_sweep([0.1, 0.05], [0.05, 0.04], [0.2, 0.1],
                        variances=[[0.001, 0.04], [0.01] * 4])
-    assert "one broad component ($\\sigma$ = 0.200)" in narrative.smallest_k(broad)
+    assert "one broad component ($\\sigma$ = 0.200, $\\pi$ = 0.50)" in narrative.smallest_k(broad)
+    assert "beside a narrower one" in narrative.smallest_k(broad)
     even = fake_sweep([0.1, 0.05], [0.05, 0.04], [0.2, 0.1],
                       variances=[[0.01, 0.012], [0.01] * 4])
     assert "broad" not in narrative.smallest_k(even)
@@ -297,3 +298,18 @@ def test_publish_replaces_the_figures_folder_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "staging"]
     with pytest.raises(render.RenderError, match="no staged figures"):
         render.publish(tmp_path / "none", dest)
+
+
+def test_slope_slower_than_the_theory_is_not_explained_by_low_dimension():
+    ks = [2, 4, 8, 16]
+    err = [0.1 * (k / 2) ** -0.5 for k in ks]
+    text = narrative.slope_sentence(fake_sweep(err, err, err, ks=ks))
+    assert "slower than $K^{-2/3}$" in text and "thin sheets" not in text
+
+
+def test_take_away_follows_which_method_wins():
+    em_better = fake_sweep([0.05, 0.02, 0.01], [0.06, 0.03, 0.02], [0.1, 0.05, 0.03])
+    assert "pays for it in compression" not in narrative.abstract(em_better)
+    assert "k-means has the lower squared error at 0 of 3 K" in narrative.abstract(em_better)
+    assert "EM is the better choice" in narrative.conclusions(
+        em_better, {k: np.zeros((2, 2, 3), np.uint8) for k in em_better.ks})[1]

@@ -84,17 +84,23 @@ def slope_sentence(sweep: Sweep) -> str:
         return ""
     s = slope(sweep.ks, errors(sweep)["EM"])
     d_eff = 2.0 / -s if s < 0 else math.inf
-    return (f"On log-log axes the error falls as about $K^{{{s:.2f}}}$ over K = "
+    text = (f"On log-log axes the error falls as about $K^{{{s:.2f}}}$ over K = "
             f"{sweep.ks[0]} to {sweep.ks[-1]}: each doubling of K divides it by "
             f"{2 ** -s:.2f}. High-resolution quantisation theory gives $K^{{-2/d}}$ for data "
             f"that fill a $d$-dimensional region, $K^{{-2/3}}$ for colours spread through "
-            f"the RGB cube. The measured rate corresponds to $d \\approx {d_eff:.1f}$: a "
-            f"photograph's colours lie close to a few curves and thin sheets (shades of a "
-            f"few surfaces), not throughout the cube, so each new colour covers less "
-            f"volume and the error falls faster. The theory is also an asymptote for "
-            f"large K and an optimal quantiser; these K are small and EM's palette is not "
-            f"chosen for squared error, so the rate is a description of this sweep, not a "
-            f"law.")
+            f"the RGB cube. ")
+    if d_eff < 3:
+        text += (f"The measured rate corresponds to $d \\approx {d_eff:.1f}$, faster than "
+                 f"$K^{{-2/3}}$: this image's colours lie close to a few curves and thin "
+                 f"sheets (shades of a few surfaces), not throughout the cube, so each new "
+                 f"colour has less volume to cover. ")
+    else:
+        text += (f"The measured rate is slower than $K^{{-2/3}}$ ($d \\approx {d_eff:.1f}$ "
+                 f"would be needed): at these K the palette has not yet reached the "
+                 f"regime the theory describes. ")
+    return text + ("The theory is also an asymptote for large K and an optimal quantiser; "
+                   "these K are small and EM's palette is not chosen for squared error, so "
+                   "the rate describes this sweep rather than a law.")
 
 
 def compression(sweep: Sweep, input_suffix: str) -> str:
@@ -167,9 +173,11 @@ def smallest_k(sweep: Sweep) -> str:
     if k > 1 and sigma.max() > 2 * sigma.min():
         broad = int(sigma.argmax())
         text += (f"The likelihood is served by one broad component ($\\sigma$ = "
-                 f"{sigma[broad]:.3f}) that takes in colours far from its mean, beside "
-                 f"narrower ones on dense clusters, rather than by splitting the colours "
-                 f"into groups of similar extent as k-means does; ")
+                 f"{sigma[broad]:.3f}, $\\pi$ = {pi[broad]:.2f}) that takes in colours far "
+                 f"from its mean, beside {'a narrower one' if k == 2 else 'narrower ones'} "
+                 f"on dense clusters, rather than by splitting the colours into groups of "
+                 f"similar extent as k-means does: distinct regions of the image whose "
+                 f"colours fall in the broad component share one palette colour; ")
     text += (f"its error is {e['EM'][0] / e['k-means'][0]:.2f} times k-means' at this K "
              f"({e['EM'][0]:.4f} against {e['k-means'][0]:.4f}).")
     return text
@@ -229,12 +237,13 @@ def abstract(sweep: Sweep, method_name: str = "EM") -> str:
     if k30 is not None:
         nums += (f"From K = {k30} on the PSNR exceeds {VISIBLE_DB:.0f} dB "
                  f"({sweep.metrics[k30]['bits_per_pixel']:.1f} bits per pixel). ")
-    take = (f"At equal K, k-means has the lower squared error at "
-            f"{int((ratio > 1).sum())} of {len(sweep.ks)} K (EM's error is "
-            f"{ratio.min():.2f} to {ratio.max():.2f} times k-means'): EM fits the density "
-            f"of the colours, not the squared error, and pays for it in compression, while "
-            f"it gives what k-means cannot, a spread and a weight per colour and a measure "
-            f"of how sure each pixel's label is.")
+    lower = int((ratio > 1).sum())
+    take = (f"At equal K, k-means has the lower squared error at {lower} of {len(sweep.ks)} "
+            f"K (EM's error is {ratio.min():.2f} to {ratio.max():.2f} times k-means'). EM "
+            f"fits the density of the colours, not their squared error"
+            + (", and pays for it in compression" if lower > len(sweep.ks) / 2 else "")
+            + "; it gives what k-means cannot, a spread and a weight per colour and a "
+              "measure of how sure each pixel's label is.")
     return head + nums + take
 
 
@@ -263,7 +272,8 @@ def study_text(data: dict) -> str:
                + f" and above it at K = {k_list(above)} ("
                + ", ".join(f"{med[k] / pub[k]['error'] - 1:+.1%}" for k in above) + ")")
             + "; the worst seed is above it at "
-            + (k_list([k for k in ks if hi[k] > pub[k]["error"]]) or "no K") + ". ")
+            + (f"K = {k_list(worst)}" if (worst := [k for k in ks if hi[k] > pub[k]["error"]])
+               else "no K") + ". ")
     ours_it = sum(seeded[0]["fits"][idx[k]]["iterations"] for k in ks)
     pub_it = sum(pub[k]["iterations"] for k in ks)
     text += (f"Seed 0 used {ours_it:,} iterations over these K against the study's "
@@ -326,8 +336,12 @@ def conclusions(sweep: Sweep, segmented: dict) -> list[str]:
     nearest = sweep.series("em_nearest_mean.error", "baselines")
     better_nearest = [k for k, a, b in zip(sweep.ks, nearest, e["EM"]) if a < b]
     points = [enough_k(sweep) + " " + visible_changes(segmented, sweep.ks),
-              (f"As a compressor at equal K, k-means is the better choice on this image: its "
-               f"squared error is lower at {int((ratio > 1).sum())} of {len(sweep.ks)} K "
+              (f"As a compressor at equal K, "
+               + ("k-means is the better choice on this image: its "
+                  if (ratio > 1).all() else "EM is the better choice on this image: k-means' "
+                  if not (ratio > 1).any() else
+                  "neither method is better throughout on this image: k-means' ")
+               + f"squared error is lower at {int((ratio > 1).sum())} of {len(sweep.ks)} K "
                f"(EM's is {ratio.min():.2f} to {ratio.max():.2f} times k-means'). Relabelling "
                f"each pixel by its nearest EM mean lowers EM's error at "
                + (f"K = {k_list(better_nearest)}" if better_nearest else "no K")

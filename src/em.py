@@ -53,8 +53,9 @@ QUANTISATION_VARIANCE = (1.0 / 255.0) ** 2 / 12.0
 # sample weight has lost all its weight and is re-seeded.
 _DEAD_FRACTION = 1e-12
 
-# Rows per block: about 2**17 log-probabilities per block keeps a block in cache.
-_BLOCK_ENTRIES = 1 << 17
+# Rows per block: about 2**16 log-probabilities keep a block in cache, and small blocks
+# fit small boxes, where more components can be skipped (_Blocks.live).
+_BLOCK_ENTRIES = 1 << 16
 
 
 class ConvergenceWarning(UserWarning):
@@ -124,12 +125,28 @@ def _augment(X: np.ndarray) -> np.ndarray:
     return out
 
 
+def _spatial_order(X: np.ndarray) -> np.ndarray:
+    """A permutation of the rows along a Z-order (Morton) curve: (N, D) -> (N,).
+    Consecutive rows are then close in space, so a block of rows fits a small box."""
+    n, d = X.shape
+    bits = max(1, min(10, 63 // d))
+    lo, span = X.min(axis=0), np.ptp(X, axis=0)
+    cells = ((X - lo) / np.where(span > 0, span, 1.0) * (2 ** bits - 1)).astype(np.uint64)
+    code = np.zeros(n, dtype=np.uint64)
+    for bit in range(bits):
+        for j in range(d):
+            code |= ((cells[:, j] >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * d + j)
+    return np.argsort(code, kind="stable")
+
+
 class _Blocks:
-    """Samples prepared once for repeated passes: centred, augmented, in row blocks.
+    """Samples prepared once for repeated passes: centred, augmented, reordered along
+    a space-filling curve and cut into blocks of rows, each with its bounding box.
 
     X: (N, D), sample_weight: (N,) float64. Centring on `shift` (default: the weighted
     mean) keeps ||x||^2 small, which limits the rounding of the expansion. `dtype` is
     the precision of the E-step's matrix product (float32 input keeps float32).
+    `order` maps block rows back to input rows (unsort).
     """
 
     def __init__(self, X, sample_weight, k: int, dtype=np.float64, shift=None,
@@ -137,13 +154,22 @@ class _Blocks:
         X = np.asarray(X, dtype=np.float64)
         self.shift = (np.average(X, axis=0, weights=sample_weight) if shift is None
                       else shift)
-        self.xa64 = _augment(X - self.shift)  # for the sums of the M-step
+        self.order = _spatial_order(X)
+        Y = X[self.order] - self.shift
+        self.xa64 = _augment(Y)  # for the sums of the M-step
         self.xa = self.xa64.astype(dtype, copy=False)  # for the E-step
-        self.w = sample_weight
+        self.w = np.asarray(sample_weight, dtype=np.float64)[self.order]
         self.dtype = dtype
         n = X.shape[0]
-        rows = block_rows or int(np.clip(_BLOCK_ENTRIES // max(k, 1), 256, 16384))
+        rows = block_rows or int(np.clip(_BLOCK_ENTRIES // max(k, 1), 512, 4096))
         self.slices = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
+        self.boxes = {sl.start: (Y[sl].min(axis=0), Y[sl].max(axis=0)) for sl in self.slices}
+
+    def unsort(self, values: np.ndarray) -> np.ndarray:
+        """Rows in block order -> rows in input order."""
+        out = np.empty_like(values)
+        out[self.order] = values
+        return out
 
     def map(self, func):
         """func(slice) for every block, in block order, on the thread pool."""
@@ -154,6 +180,21 @@ class _Blocks:
     def log_joint(self, sl: slice, coef: np.ndarray) -> np.ndarray:
         """log pi_k + log N(x_n | mu_k, sigma_k^2 I) (less coef's offset): (rows, K)."""
         return self.xa[sl] @ coef
+
+    def live(self, sl: slice, model: "_LogJoint") -> np.ndarray:
+        """Indices of the components that can matter to some row of the block.
+
+        Over the block's box, component k's log-joint is at most its peak less
+        dmin_k^2 / (2 s_k) and at least its peak less dmax_k^2 / (2 s_k) (dmin, dmax:
+        nearest and farthest distance from mu_k to the box). A component whose upper
+        bound is _NEGLIGIBLE nats under the best lower bound weighs at most
+        exp(-_NEGLIGIBLE) of every row's density: it is skipped (responsibility 0)."""
+        lo, hi = self.boxes[sl.start]
+        near = np.maximum(np.maximum(lo - model.means, model.means - hi), 0.0)
+        far = np.maximum(np.abs(model.means - lo), np.abs(model.means - hi))
+        upper = model.peak - 0.5 * (near * near).sum(axis=1) / model.variances
+        lower = np.max(model.peak - 0.5 * (far * far).sum(axis=1) / model.variances)
+        return np.flatnonzero(upper >= lower - _NEGLIGIBLE)
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -170,6 +211,29 @@ def _log_weights(mixture: Mixture) -> np.ndarray:
     """log pi_k: (K,). A weight of exactly 0 gives -inf (that component never wins)."""
     with np.errstate(divide="ignore"):
         return np.log(mixture.weights)
+
+
+# A component whose log-joint is this many nats under another's over a whole block is
+# skipped there: exp(-50) * 256 components < 1e-19 of a row's density.
+_NEGLIGIBLE = 50.0
+
+
+@dataclass(frozen=True)
+class _LogJoint:
+    """The log-joint of a mixture as a linear map of augmented samples (coef, offset),
+    with what the pruning needs: means - shift (K, D), variances and peaks (K,)."""
+
+    coef: np.ndarray
+    offset: float
+    means: np.ndarray
+    variances: np.ndarray
+    peak: np.ndarray
+
+
+def _log_joint(mixture: Mixture, shift: np.ndarray, dtype=np.float64) -> _LogJoint:
+    coef, offset = _log_joint_coefficients(mixture, shift, dtype)
+    peak = _log_weights(mixture) - 0.5 * mixture.d * (LOG_2PI + np.log(mixture.variances))
+    return _LogJoint(coef, offset, mixture.means - shift, mixture.variances, peak)
 
 
 def _log_joint_coefficients(mixture: Mixture, shift: np.ndarray, dtype=np.float64):
@@ -199,20 +263,23 @@ def _log_joint_coefficients(mixture: Mixture, shift: np.ndarray, dtype=np.float6
 _TINY_SUM = {np.float64: 1e-200, np.float32: 1e-30}
 
 
-def _e_step_block(blocks: _Blocks, sl: slice, coef: np.ndarray, offset: float):
+def _e_step_block(blocks: _Blocks, sl: slice, model: _LogJoint):
     """The E-step on one block of rows: responsibilities by Bayes' rule in the log
-    domain, in factored form r_nk = p_nk / row_sum_n.
+    domain, in factored form r_nk = p_nk / row_sum_n, over the live components.
 
-    -> p (rows, K) = exp(L_nk - shift_n), row_sum (rows,) float64, log_norm (rows,) =
-    log p(x_n) = shift_n + log row_sum_n, where L_nk = log pi_k + log N(x_n | k).
+    -> live (L,) component indices, p (rows, L) = exp(L_nk - shift_n), row_sum (rows,)
+    float64, log_norm (rows,) = log p(x_n) = shift_n + log row_sum_n, where L_nk =
+    log pi_k + log N(x_n | k); r_nk = 0 for the other components (_Blocks.live).
     The log-sum-exp shift is the upper bound `offset` (no pass for the row maximum);
     rows whose terms all underflow (samples far from every component) are redone
     with their exact maximum.
     """
+    live = blocks.live(sl, model)
+    coef = model.coef[:, live]
     p = blocks.log_joint(sl, coef)  # L_nk - offset <= 0
     np.exp(p, out=p)
     row_sum = p.sum(axis=1, dtype=np.float64)
-    shift = np.full(len(row_sum), offset)
+    shift = np.full(len(row_sum), model.offset)
     low = np.flatnonzero(row_sum < _TINY_SUM[blocks.dtype])
     if len(low):
         redo = blocks.log_joint(slice(sl.start + low[0], sl.start + low[-1] + 1), coef)
@@ -222,23 +289,25 @@ def _e_step_block(blocks: _Blocks, sl: slice, coef: np.ndarray, offset: float):
         np.exp(redo, out=redo)
         p[low], row_sum[low] = redo, redo.sum(axis=1, dtype=np.float64)
         shift[low] += row_max
-    return p, row_sum, shift + np.log(row_sum)
+    return live, p, row_sum, shift + np.log(row_sum)
 
 
 def _e_step_all(blocks: _Blocks, mixture: Mixture, normalise: bool = True):
-    """_e_step_block over every block: resp (N, K) (or None), log_norm (N,)."""
-    coef, offset = _log_joint_coefficients(mixture, blocks.shift, blocks.dtype)
+    """_e_step_block over every block: resp (N, K) (or None), log_norm (N,), in the
+    input's row order."""
+    model = _log_joint(mixture, blocks.shift, blocks.dtype)
 
     def one_block(sl):
-        p, row_sum, log_norm = _e_step_block(blocks, sl, coef, offset)
+        live, p, row_sum, log_norm = _e_step_block(blocks, sl, model)
         if not normalise:
             return None, log_norm
-        p /= row_sum[:, None]
-        return p, log_norm
+        resp = np.zeros((len(row_sum), mixture.k))
+        resp[:, live] = p / row_sum[:, None]
+        return resp, log_norm
 
     parts = blocks.map(one_block)
-    resp = np.concatenate([p for p, _ in parts]) if normalise else None
-    return resp, np.concatenate([log_norm for _, log_norm in parts])
+    resp = blocks.unsort(np.concatenate([r for r, _ in parts])) if normalise else None
+    return resp, blocks.unsort(np.concatenate([log_norm for _, log_norm in parts]))
 
 
 def e_step(X, mixture: Mixture) -> tuple[np.ndarray, np.ndarray]:
@@ -296,7 +365,7 @@ def m_step(X, resp, sample_weight=None, var_floor: float = QUANTISATION_VARIANCE
     if resp.ndim != 2 or resp.shape[0] != len(X):
         raise ValueError(f"resp must have shape ({len(X)}, K), got {resp.shape}")
     blocks = _Blocks(X, w, resp.shape[1])
-    stats = _statistics(blocks, slice(0, len(X)), resp, np.ones(len(X)))
+    stats = _statistics(blocks, slice(0, len(X)), resp[blocks.order], np.ones(len(X)))
     return _mixture_from_statistics(stats, float(w.sum()), var_floor, blocks.shift)[0]
 
 
@@ -310,13 +379,14 @@ def _e_pass(blocks: _Blocks, mixture: Mixture):
 
     -> (total log-likelihood of `mixture`, stats (K, D+2), index of the sample the
     mixture explains worst)."""
-    coef, offset = _log_joint_coefficients(mixture, blocks.shift, blocks.dtype)
+    model = _log_joint(mixture, blocks.shift, blocks.dtype)
 
     def one_block(sl):
-        p, row_sum, log_norm = _e_step_block(blocks, sl, coef, offset)
+        live, p, row_sum, log_norm = _e_step_block(blocks, sl, model)
         worst = int(np.argmin(log_norm))
-        return (float(blocks.w[sl] @ log_norm), _statistics(blocks, sl, p, row_sum),
-                float(log_norm[worst]), sl.start + worst)
+        stats = np.zeros((mixture.k, mixture.d + 2))
+        stats[live] = _statistics(blocks, sl, p, row_sum)
+        return float(blocks.w[sl] @ log_norm), stats, float(log_norm[worst]), sl.start + worst
 
     parts = blocks.map(one_block)
     total = math.fsum(part[0] for part in parts)
@@ -587,7 +657,7 @@ def predict(mixture: Mixture, X) -> np.ndarray:
     blocks = _query_blocks(mixture, X)
     coef, _ = _log_joint_coefficients(mixture, blocks.shift)
     parts = blocks.map(lambda sl: np.argmax(blocks.log_joint(sl, coef), axis=1))
-    return np.concatenate(parts).astype(np.int64)
+    return blocks.unsort(np.concatenate(parts).astype(np.int64))
 
 
 def reconstruct(mixture: Mixture, X) -> np.ndarray:

@@ -940,3 +940,35 @@ def test_accelerated_em_on_a_photograph(k):
                                                             np.random.default_rng(1)),
                              40, accelerate=True)
     assert_monotone(short)
+
+
+# ------------------------------------------------------- 14. skipped components
+
+def test_skipping_far_components_changes_nothing_but_rounding():
+    """Per block, components that weigh less than exp(-50) of every row's density
+    are skipped (responsibility 0). Against the reference (no skipping, scipy) on
+    a photograph with K = 64 tight components, where most are skipped in most
+    blocks: log p(x) and the responsibilities agree to 1e-10 (absolute; what the
+    expansion of the squared distance rounds to with such tight components, with or
+    without skipping), one EM step to 1e-9 relative."""
+    X = photo(60)
+    k = 64
+    start = em.init_kmeans_plus_plus(X, np.ones(len(X)), k, np.random.default_rng(0))
+    mixture = em.Mixture(start.weights, start.means, start.variances / 10)
+    blocks = em._Blocks(X, np.ones(len(X)), k, block_rows=64)
+    model = em._log_joint(mixture, blocks.shift)
+    skipped = np.mean([1 - len(blocks.live(sl, model)) / k for sl in blocks.slices])
+    assert skipped > 0.5, "the test needs components to be skipped"
+
+    log_joint = np.log(mixture.weights) + ref_log_prob(X, mixture.means, mixture.variances)
+    log_density = logsumexp(log_joint, axis=1)
+    resp = np.exp(log_joint - log_density[:, None])
+    assert np.abs(em.score_samples(mixture, X) - log_density).max() < 1e-10
+    assert np.abs(em.responsibilities(mixture, X) - resp).max() < 1e-10
+    weights, means, variances = ref_m_step(X, np.ones(len(X)), resp)
+    result = fixed_iterations(X, k, mixture, 1, block_rows=64)
+    assert_close(result.history[0], log_density.sum(), 1e-12, "history[0]")
+    assert_close(result.weights, weights, 1e-9, "weights")
+    assert_close(result.means, means, 1e-9, "means", elementwise=False)
+    assert_close(result.variances, variances, 1e-9, "variances")
+    assert np.array_equal(em.predict(mixture, X), np.argmax(log_joint, axis=1))

@@ -245,6 +245,7 @@ def history_png(history: np.ndarray, n_pixels: int, title: str) -> bytes:
     ax = fig.add_subplot()
     ax.plot(np.arange(len(history)), np.asarray(history) / n_pixels, ".-", ms=3)
     ax.set_xlabel("iteration")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("log-likelihood per pixel")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -530,10 +531,10 @@ class Explorer:
                 self._steps.append(mixture)
                 self._step_history.append(moved.log_likelihood)
             n = len(self._steps) - 1
-            self.step_button.description = f"EM step {n} → {n + 1}"
             status = (f"step by step: iteration {n} of restart 1 "
                       f"({INITS[self.settings.init]} start, seed {self.settings.seed})")
             self._show(picture, mixture, np.array(self._step_history), status, start, previous)
+            self.step_button.description = f"EM step {n} → {n + 1}"
         self._submit(action, after_others=True)
 
     def _on_upload(self, change) -> None:

@@ -92,10 +92,18 @@ def test_entropy():
     assert np.allclose(learned.entropy(p), expected)
 
 
+def test_certainty_in_blocks_equals_the_whole():
+    X, _ = blobs(spread=0.2)
+    mixture = em.fit(X, 3, seed=0)
+    resp = em.responsibilities(mixture, X)
+    h, top = learned.certainty(mixture, X, rows=7)
+    assert np.allclose(h, learned.entropy(resp)) and np.allclose(top, resp.max(axis=1))
+
+
 def test_maps_spread_colour_values_to_pixels():
-    resp = np.array([[1.0, 0.0], [0.5, 0.5]])
+    h = learned.entropy(np.array([[1.0, 0.0], [0.5, 0.5]]))
     inverse = np.array([0, 1, 1, 0])
-    entropy_map, mask = learned.maps(resp, np.array([0, 1]), np.array([0, 0]), inverse, (2, 2))
+    entropy_map, mask = learned.maps(h, np.array([0, 1]), np.array([0, 0]), inverse, (2, 2))
     assert entropy_map.tolist() == [[0, 255], [255, 0]]
     assert mask.tolist() == [[0, 255], [255, 0]]
 

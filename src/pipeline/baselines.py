@@ -99,11 +99,11 @@ def compute(rgb: np.ndarray, colours: np.ndarray, counts: np.ndarray, inverse: n
     start = time.perf_counter()
     palette, mc_labels = median_cut(rgb, k)
     mc_seconds = time.perf_counter() - start
-    # median cut labels pixels, not colours: one label per distinct colour is exact
-    # because it maps equal colours to equal indices.
-    first_pixel = np.zeros(len(colours), dtype=np.int64)
-    first_pixel[inverse[::-1]] = np.arange(len(inverse))[::-1]
-    mc_colour_labels = mc_labels.reshape(-1)[first_pixel]
+    # median cut labels pixels, not colours; it maps equal colours to equal indices,
+    # so any pixel of a colour gives that colour's label.
+    a_pixel = np.empty(len(colours), dtype=np.int64)
+    a_pixel[inverse] = np.arange(len(inverse))
+    mc_colour_labels = mc_labels.reshape(-1)[a_pixel]
 
     return {
         "k": k,

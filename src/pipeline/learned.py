@@ -26,11 +26,24 @@ def entropy(resp: np.ndarray) -> np.ndarray:
     return -(r * logs).sum(axis=1)
 
 
-def maps(resp: np.ndarray, colour_labels: np.ndarray, nearest: np.ndarray,
+def certainty(mixture: em.Mixture, colours: np.ndarray,
+              rows: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy of the responsibilities (nats) and the largest responsibility of every
+    colour: (M, 3) -> (M,), (M,), computed in blocks of rows so that the (M, K)
+    responsibilities of a large image never exist at once."""
+    h, top = np.empty(len(colours)), np.empty(len(colours))
+    for start in range(0, len(colours), rows):
+        resp = em.responsibilities(mixture, colours[start:start + rows])
+        h[start:start + len(resp)] = entropy(resp)
+        top[start:start + len(resp)] = resp.max(axis=1)
+    return h, top
+
+
+def maps(h: np.ndarray, colour_labels: np.ndarray, nearest: np.ndarray,
          inverse: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The entropy map and the relabelled mask as (H, W) uint8 images: per distinct
-    colour (resp (M, K), labels (M,)), spread to the pixels through inverse (H*W,)."""
-    h = np.minimum(entropy(resp) / np.log(2), 1.0)
+    colour (entropy h (M,), labels (M,)), spread to the pixels through inverse (H*W,)."""
+    h = np.minimum(h / np.log(2), 1.0)
     entropy_map = np.rint(255 * h).astype(np.uint8)[inverse].reshape(shape)
     mask = np.where(colour_labels != nearest, 255, 0).astype(np.uint8)[inverse].reshape(shape)
     return entropy_map, mask
@@ -77,17 +90,16 @@ def motion(colours: np.ndarray, counts: np.ndarray, k: int, *, seed: int, init: 
                            "variances": states[i].variances.tolist()} for i in picks]}
 
 
-def compute(colours: np.ndarray, counts: np.ndarray, resp: np.ndarray,
-            colour_labels: np.ndarray, nearest: np.ndarray, *, seed: int) -> dict:
+def compute(colours: np.ndarray, counts: np.ndarray, h: np.ndarray, top: np.ndarray,
+            colour_labels: np.ndarray, nearest: np.ndarray, *, k: int, seed: int) -> dict:
     """One K's certainty summary and colour sample, JSON-ready: mean entropy (nats per
     pixel), the share of pixels with no responsibility of 0.9 or more, the share above
-    log 2, the share whose MAP label is not the nearest mean."""
+    log 2, the share whose MAP label is not the nearest mean. h, top: certainty()."""
     share = counts / counts.sum()
-    h = entropy(resp)
     return {
-        "k": int(resp.shape[1]),
+        "k": k,
         "mean_entropy": float(share @ h),
-        "uncertain_share": float(share @ (resp.max(axis=1) < 0.9)),
+        "uncertain_share": float(share @ (top < 0.9)),
         "beyond_log2_share": float(share @ (h > np.log(2))),
         "relabelled_share": float(share @ (colour_labels != nearest)),
         "cloud": cloud(colours, counts, colour_labels, seed),

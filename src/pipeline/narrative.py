@@ -248,11 +248,12 @@ def abstract(sweep: Sweep, method_name: str = "EM") -> str:
 
 
 def data_sentence(sweep: Sweep) -> str:
-    """How much smaller the data is as distinct colours than as pixels."""
-    info = sweep.image
+    """How much smaller the data is as distinct colours than as pixels, and the starts."""
+    info, m = sweep.image, sweep.metrics[sweep.ks[0]]
     return (f"This image has {info['pixels']:,} pixels but {info['distinct_colours']:,} "
             f"distinct colours, {info['pixels'] / info['distinct_colours']:.1f} times fewer "
-            f"rows to fit.")
+            f"rows to fit. Each K was fitted from {m['n_init']} {m['init']} starts (seed "
+            f"{m['seed']}), stopping when the gain fell below {m['tol']:g} per pixel.")
 
 
 def study_text(data: dict) -> str:

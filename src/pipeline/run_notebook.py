@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -170,6 +171,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress-bar", action="store_true")
     args = parser.parse_args(argv)
     parameters = {name: parse_value(value) for name, value in args.parameter}
+    # Terminated (kill, a stopped CI job): unwind like Ctrl-C, removing this run's temporaries.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     # A dead kernel gets the one line below instead of nbclient's own.
     logging.getLogger("papermill").addFilter(lambda record: "Kernel died" not in record.getMessage())
     try:

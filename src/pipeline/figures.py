@@ -141,18 +141,20 @@ def hero(rgb: np.ndarray, segmented: dict, shown: Sequence[int], sweep: Sweep,
     """Page 1: the original beside a few K, and the error curve of every method."""
     h, w = rgb.shape[:2]
     n = len(shown) + 1
-    panel = WIDTH / n - 0.08
-    img_h = panel * h / w
-    fig = plt.figure(figsize=(WIDTH, img_h + 0.35 + 2.7))
-    grid = fig.add_gridspec(2, n, height_ratios=(img_h + 0.35, 2.7), hspace=0.35,
-                            wspace=0.05, left=0.09, right=0.99, top=0.97, bottom=0.14)
-    for i, (picture, title) in enumerate(zip([rgb] + [segmented[k] for k in shown],
-                                             ["original"] + [f"K = {k}" for k in shown])):
-        ax = fig.add_subplot(grid[0, i])
+    gap, title, plot_h = 0.06, 0.3, 2.6
+    img_h = (WIDTH - (n - 1) * gap) / n * h / w
+    total = img_h + title + 0.25 + plot_h
+    fig = plt.figure(figsize=(WIDTH, total))
+    top = fig.add_gridspec(1, n, left=0, right=1, top=1 - title / total,
+                           bottom=1 - (title + img_h) / total, wspace=gap * n / WIDTH)
+    for i, (picture, name) in enumerate(zip([rgb] + [segmented[k] for k in shown],
+                                            ["original"] + [f"K = {k}" for k in shown])):
+        ax = fig.add_subplot(top[0, i])
         ax.imshow(picture, interpolation="antialiased")
-        ax.set_title(title, pad=3)
+        ax.set_title(name, pad=3)
         ax.set_axis_off()
-    ax = fig.add_subplot(grid[1, :])
+    ax = fig.add_gridspec(1, 1, left=0.1, right=0.99, top=(plot_h - 0.05) / total,
+                          bottom=0.55 / total).subplots()
     _errors_panel(ax, sweep, errors)
     ax.legend(loc="lower left", ncol=2, frameon=True)
     return fig

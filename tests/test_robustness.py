@@ -292,12 +292,14 @@ def test_only_the_canonical_run_writes_the_committed_report(project_copy):
 def test_steps_log_successes_and_summarise_them(tmp_path):
     log = tmp_path / "steps.log"
     since = time.time()
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() < t + 0.3: pass"
     assert steps.run(log, "first", [sys.executable, "-c", "import time; time.sleep(0.2)"]) == 0
     assert steps.run(log, "broken", [sys.executable, "-c", "raise SystemExit(3)"]) == 3
+    assert steps.run(log, "busy", [sys.executable, "-c", busy]) == 0
     text = steps.summary(log, since)
-    assert "first" in text and "broken" not in text and "in all, wall clock" in text
-    seconds = float(text.splitlines()[1].split()[0])
-    assert seconds >= 0.2
+    assert "first" in text and "broken" not in text and "in all" in text
+    (wall, _, cpu, _), (_, _, busy_cpu, _) = (line.split()[:4] for line in text.splitlines()[1:3])
+    assert float(wall) >= 0.2 and float(cpu) < 0.2 and float(busy_cpu) >= 0.3
     assert steps.summary(log, time.time() + 1).startswith("Nothing to do")
 
 

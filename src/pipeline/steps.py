@@ -9,15 +9,23 @@ of `make report`. Standard library only: this starts in a few milliseconds.
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(log: Path, label: str, command: list[str]) -> int:
-    """Run `command`; on success append "start end label" to `log`."""
-    start = time.time()
+    """Run `command`; on success append "start end cpu label" to `log`: its wall-clock
+    times and the CPU seconds of its processes (a measure that a busy machine does
+    not inflate)."""
+    start, cpu = time.time(), _cpu_of_children()
     with subprocess.Popen(command) as process:
         while True:
             try:
@@ -30,26 +38,28 @@ def run(log: Path, label: str, command: list[str]) -> int:
     if status == 0:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:  # one short append: safe from parallel steps
-            f.write(f"{start!r} {time.time()!r} {label}\n")
+            f.write(f"{start!r} {time.time()!r} {_cpu_of_children() - cpu:.2f} {label}\n")
     return status
 
 
 def summary(log: Path, since: float) -> str:
-    """The steps that started at or after `since`, in order, with their durations,
-    and the wall-clock time since `since`."""
+    """The steps that started at or after `since`, in order, with their wall-clock and
+    CPU seconds, and the wall-clock time since `since`."""
     steps = []
     if log.exists():
         for line in log.read_text().splitlines():
-            start, end, label = line.split(" ", 2)
+            if len(line.split(" ", 3)) != 4:  # written by an older version
+                continue
+            start, end, cpu, label = line.split(" ", 3)
             if float(start) >= since:
-                steps.append((float(start), float(end) - float(start), label))
+                steps.append((float(start), float(end) - float(start), float(cpu), label))
     wall = time.time() - since
     if not steps:
         return f"Nothing to do: every step was up to date ({wall:.1f} s)."
-    lines = [f"{seconds:7.1f} s  {label}" for _, seconds, label in sorted(steps)]
-    busy = sum(seconds for _, seconds, _ in steps)
-    lines.append(f"{wall:7.1f} s  in all, wall clock ({busy:.1f} s of steps, run in parallel)")
-    return "Time per step:\n" + "\n".join(lines)
+    lines = [f"{seconds:7.1f} s {cpu:7.1f} s  {label}" for _, seconds, cpu, label in sorted(steps)]
+    cpu = sum(step[2] for step in steps)
+    lines.append(f"{wall:7.1f} s {cpu:7.1f} s  in all (the steps run side by side)")
+    return "Time per step:   wall     CPU\n" + "\n".join(lines)
 
 
 def main(argv=None) -> int:

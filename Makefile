@@ -175,7 +175,7 @@ study: $(ENV) ## Sweep K on the original study's photograph (5 seeds + its rando
 test: $(DEV) ## Run the test suite
 	$(PY) -m pytest
 
-bench: $(DEV) ## Benchmark the kernel against scikit-learn (table + output/bench/bench.json)
+bench: $(DEV) ## Benchmark the kernel against scikit-learn (tables + report/data/bench.json)
 	$(PY) benchmarks/bench_em.py
 
 bench-quick: $(DEV) ## The benchmark in under a minute

@@ -241,7 +241,9 @@ def history_png(history: np.ndarray, n_pixels: int, title: str) -> bytes:
     """The log-likelihood per pixel after every iteration (iteration 0: the start)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.6, 3.0), dpi=90, layout="constrained")
+    # Fixed margins: a layout engine would cost more than the drawing.
+    fig = Figure(figsize=(4.6, 3.0), dpi=90)
+    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.16, top=0.9)
     ax = fig.add_subplot()
     ax.plot(np.arange(len(history)), np.asarray(history) / n_pixels, ".-", ms=3)
     ax.set_xlabel("iteration")
@@ -267,7 +269,8 @@ def rgb_space_png(picture: Picture, mixture: em.Mixture,
     sample = rng.choice(m, size=min(_CLOUD_POINTS, m), replace=False,
                         p=picture.counts / picture.counts.sum())
     cloud = picture.colours[sample]
-    fig = Figure(figsize=(4.2, 3.6), dpi=90, layout="constrained")
+    fig = Figure(figsize=(4.2, 3.6), dpi=90)
+    fig.subplots_adjust(left=0, right=0.95, bottom=0.03, top=1)
     ax = fig.add_subplot(projection="3d")
     ax.scatter(*cloud.T, c=cloud, s=2, alpha=0.35, depthshade=False)
     means = np.clip(mixture.means, 0, 1)

@@ -454,3 +454,17 @@ def test_sentences_that_depend_on_results_match_them(html, study):
         worst = order[k][-1]
         assert errors[worst][i] == max(errors[m][i] for m in narrative.METHODS)
         assert re.search(rf"{worst} at K = [\d, and]*\b{k}\b", highest), (k, worst, highest)
+
+
+def test_no_heading_or_table_label_at_a_page_foot(pdf, study):
+    headings = {squash(heading_words(h)) for h in
+                markdown_headings(study.report_nb) + markdown_headings(study.derivation_nb)}
+    for number, page in enumerate(pdf.text.split("\f"), start=1):
+        lines = [line for line in page.splitlines() if line.strip()]
+        if lines and lines[-1].strip().isdigit():
+            lines.pop()   # the page number
+        if not lines:
+            continue
+        last = collapse(lines[-1])
+        assert squash(last) not in headings, (number, last)
+        assert not re.match(r"Table \d+\.", last), (number, last)

@@ -160,11 +160,12 @@ def hero(rgb: np.ndarray, segmented: dict, shown: Sequence[int], sweep: Sweep,
     return fig
 
 
-def error_curves(sweep: Sweep, errors: dict):
-    """Left: error against K for every method. Right: PSNR against bits per pixel
-    (the rate-distortion curve of the palette PNG), each point a K."""
+def error_curves(sweep: Sweep, errors: dict, study: dict | None = None):
+    """Left: error against K for every method (and the study's published error when
+    `study` is given). Right: PSNR against bits per pixel (the rate-distortion curve
+    of the palette PNG), each point a K."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.4), layout="constrained")
-    _errors_panel(ax1, sweep, errors)
+    _errors_panel(ax1, sweep, errors, study)
     ax1.legend(loc="lower left", fontsize=FONT - 2)
     bpp, psnr = sweep.series("bits_per_pixel"), sweep.series("psnr_db")
     ax2.plot(bpp, psnr, **STYLE["EM"])

@@ -158,7 +158,11 @@ $(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb src/pipel
 	  echo "pandoc could not be installed: the HTML's maths will show as TeX source" >&2
 	$(STEP) $(PY) -m pipeline.render html output/derivation.ipynb $(OUT)/report.ipynb $@
 
-$(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV) | $(REPORT_DIR)/report.html
+# With XeLaTeX and pandoc present the HTML and the PDF render side by side; without them
+# the PDF waits for the HTML (which is then made first, and apt-get runs once at a time).
+TEX_MISSING := $(shell command -v xelatex >/dev/null && command -v pandoc >/dev/null || echo 1)
+$(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV) \
+                          $(if $(TEX_MISSING),| $(REPORT_DIR)/report.html)
 	$(ensure_tex)
 	$(STEP) $(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
 	$(PY) -m pipeline.render publish $(OUT)/figures $(REPORT_DIR)/figures

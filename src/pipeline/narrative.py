@@ -174,8 +174,9 @@ def smallest_k(sweep: Sweep) -> str:
         broad = int(sigma.argmax())
         text += (f"The likelihood is served by one broad component ($\\sigma$ = "
                  f"{sigma[broad]:.3f}, $\\pi$ = {pi[broad]:.2f}) that takes in colours far "
-                 f"from its mean, beside {'a narrower one' if k == 2 else 'narrower ones'} "
-                 f"on dense clusters, rather than by splitting the colours into groups of "
+                 f"from its mean, beside "
+                 f"{'a narrower one on a dense cluster' if k == 2 else 'narrower ones on dense clusters'}"
+                 f", rather than by splitting the colours into groups of "
                  f"similar extent as k-means does: distinct regions of the image whose "
                  f"colours fall in the broad component share one palette colour; ")
     text += (f"its error is {e['EM'][0] / e['k-means'][0]:.2f} times k-means' at this K "
@@ -354,7 +355,7 @@ def conclusions(sweep: Sweep, segmented: dict) -> list[str]:
                "shows where the segmentation is unsure), and the log-likelihood and BIC "
                "compare K on a common scale."),
               (f"Limits: one image per report and one seed per K here (the study section "
-               f"shows the spread over seeds on another photograph); isotropic components in "
+               f"shows the spread over seeds on the study's photograph); isotropic components in "
                f"RGB, not a perceptual colour space; the error is a squared RGB distance, "
                f"not a measure of what the eye sees; pixels are treated as independent, so "
                f"the segmentation ignores where a pixel is.")]

@@ -436,15 +436,20 @@ def nearest_centre(X, centres) -> tuple[np.ndarray, np.ndarray]:
 
 
 def init_kmeans_plus_plus(X, sample_weight, k: int, rng: np.random.Generator,
-                          var_floor: float = QUANTISATION_VARIANCE) -> Mixture:
-    """Greedy k-means++ seeding with sample weights, then one hard assignment.
+                          var_floor: float = QUANTISATION_VARIANCE,
+                          lloyd_iterations: int = 10) -> Mixture:
+    """Greedy k-means++ seeding with sample weights, a few Lloyd iterations, then one
+    hard assignment.
 
     The first centre is a sample drawn with probability proportional to w_n. For
     each next centre, 2 + floor(log k) candidates are drawn with probability
     proportional to w_n D_n^2 (D_n: distance to the nearest centre so far) and the
     one that leaves the smallest sum_n w_n D_n^2 is kept (as scikit-learn does: a
-    single draw too often lands two centres in one cluster). Each sample then goes
-    to its nearest centre; a component's weight and variance are its cluster's.
+    single draw too often lands two centres in one cluster). Then `lloyd_iterations`
+    weighted Lloyd steps (centre <- weighted mean of its samples; an empty cluster
+    keeps its centre) move the centres off the sampled colours into their clusters,
+    as scikit-learn's k-means start does. Each sample then goes to its nearest centre;
+    a component's weight and variance are its cluster's.
     X: (N, D), sample_weight: (N,)  ->  Mixture.
     """
     X = np.asarray(X, dtype=np.float64)
@@ -466,6 +471,13 @@ def init_kmeans_plus_plus(X, sample_weight, k: int, rng: np.random.Generator,
         np.minimum(sq, closest_sq[:, None], out=sq)
         best = int(np.argmin(w @ sq))
         centres[j], closest_sq = X[candidates[best]], sq[:, best]
+    for _ in range(lloyd_iterations):
+        labels, _ = nearest_centre(X, centres)
+        nk = np.bincount(labels, weights=w, minlength=k)
+        sums = np.stack([np.bincount(labels, weights=w * X[:, j], minlength=k)
+                         for j in range(d)], axis=1)
+        filled = nk > 0
+        centres[filled] = sums[filled] / nk[filled, None]
     labels, sq_dist = nearest_centre(X, centres)
     nk = np.bincount(labels, weights=w, minlength=k)
     spread = np.bincount(labels, weights=w * sq_dist, minlength=k) / (d * np.maximum(nk, 1e-300))

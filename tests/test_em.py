@@ -388,7 +388,8 @@ def test_kmeans_plus_plus_draws_centres_from_weighted_samples():
     X = np.array([[0.1, 0.1, 0.1], [0.9, 0.1, 0.5], [0.5, 0.8, 0.2], [0.3, 0.3, 0.9]])
     w = np.array([5.0, 0.0, 2.0, 1.0])
     for seed in range(10):
-        start = em.init_kmeans_plus_plus(X, w, 3, np.random.default_rng(seed))
+        start = em.init_kmeans_plus_plus(X, w, 3, np.random.default_rng(seed),
+                                         lloyd_iterations=0)
         picked = sorted(int(np.flatnonzero((X == c).all(axis=1))[0]) for c in start.means)
         assert picked == [0, 2, 3]
         assert start.weights.sum() == pytest.approx(1.0, abs=1e-15)
@@ -435,7 +436,10 @@ def test_kmeans_plus_plus_draws_in_proportion_to_weight_times_squared_distance()
                 probabilities[key] = probabilities.get(key, 0.0) + w[i] / w.sum() * p[j1] * p[j2]
     probabilities = {key: p for key, p in probabilities.items() if p > 0}
     assert len(probabilities) == 6 and sum(probabilities.values()) == pytest.approx(1.0)
-    counts = seeding_frequencies(em.init_kmeans_plus_plus, X, w, 2, n_draws)
+    def seeding(X, w, k, rng):
+        return em.init_kmeans_plus_plus(X, w, k, rng, lloyd_iterations=0)
+
+    counts = seeding_frequencies(seeding, X, w, 2, n_draws)
     assert_frequencies(counts, probabilities, n_draws)
 
 
@@ -972,3 +976,16 @@ def test_skipping_far_components_changes_nothing_but_rounding():
     assert_close(result.means, means, 1e-9, "means", elementwise=False)
     assert_close(result.variances, variances, 1e-9, "variances")
     assert np.array_equal(em.predict(mixture, X), np.argmax(log_joint, axis=1))
+
+
+def test_lloyd_iterations_never_raise_the_k_means_objective():
+    """The k-means++ start's Lloyd steps: the weighted objective sum_n w_n min_k
+    ||x_n - mu_k||^2 of the start's means never increases with more steps."""
+    colours, counts = np.unique(quantised_photo(), axis=0, return_counts=True)
+    counts = counts.astype(np.float64)
+    objective = []
+    for steps in (0, 1, 3, 10):
+        start = em.init_kmeans_plus_plus(colours, counts, 12, np.random.default_rng(2),
+                                         lloyd_iterations=steps)
+        objective.append(counts @ em.nearest_centre(colours, start.means)[1])
+    assert np.all(np.diff(objective) <= 1e-12 * objective[0]) and objective[-1] < objective[0]

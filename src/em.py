@@ -13,9 +13,14 @@ give every sufficient statistic of the M-step in a second product. Samples carry
 weights (sample_weight), so a fit on the distinct colours of an image weighted by
 their pixel counts is exactly the fit on all pixels.
 
-Data are processed in blocks of rows (never an (N, K) array inside fit) on a small
-thread pool; the partition does not depend on the number of threads and partial sums
-are added in block order, so results are the same bit for bit whatever the threads.
+Samples are ordered along a space-filling curve and processed in blocks of rows
+(never an (N, K) array inside fit) on a small thread pool; in each block, components
+too far from the block's bounding box to weigh exp(-50) of any row's density are
+skipped, so the work follows the live entries. Float64 input is computed in float64
+throughout (float32 input: the E-step's product in float32, every sum in float64).
+The partition does not depend on the number of threads and partial sums are added
+in block order, so results are the same bit for bit whatever the threads. fit
+accelerates EM with SQUAREM (safeguarded; accelerate=False for plain EM).
 
 Steps: `e_step`, `m_step` (fit runs the same two, block by block), `nearest_centre`,
 `init_kmeans_plus_plus`, `init_random`. Entry point: `fit(X, k, ...)`. Queries on a

@@ -10,6 +10,7 @@ the command line) with a one-line message naming the parameter and its value.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -29,9 +30,9 @@ def _fail(name: str, value, why: str):
 
 def _integer(name: str, value, low: int, high: int | None = None) -> int:
     """`value` (an int or its plain decimal text) as an int in [low, high]."""
+    # An int, or its text written plainly (no sign +, no leading zeros, no spaces).
     if isinstance(value, bool) or not isinstance(value, (int, str)) or \
-            str(value).strip() != str(value) or not str(value).lstrip("-").isdigit() or \
-            str(int(value)) != str(value):
+            not re.fullmatch(r"-?(0|[1-9][0-9]*)", str(value)):
         number = "a whole number" + (f" from {low} to {high}" if high else f" >= {low}")
         _fail(name, value, f"must be {number}")
     number = int(value)

@@ -129,3 +129,14 @@ def test_cloud_sample_is_deterministic_and_labelled():
     a = learned.cloud(X, counts, truth, seed=3, size=50)
     assert a == learned.cloud(X, counts, truth, seed=3, size=50)
     assert len(a["rgb"]) == len(a["labels"]) == 50
+
+
+def test_lloyd_tolerance_stops_early_within_it_of_the_fixed_point():
+    rgb = small_photo()
+    colours8, counts, _ = images.distinct_colours(rgb)
+    colours, w = colours8 / 255.0, counts.astype(float)
+    start = colours[:: max(1, len(colours) // 8)][:8]
+    exact = baselines.lloyd(colours, w, start, tol=0.0)
+    early = baselines.lloyd(colours, w, start)
+    assert early.n_iter <= exact.n_iter
+    assert exact.error <= early.error <= exact.error * (1 + 1e-3)

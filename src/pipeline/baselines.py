@@ -15,6 +15,9 @@ from pipeline import experiment
 
 BASELINES_FILE = "baselines.json"
 KMEANS_RESTARTS = 3
+# Lloyd's loop stops when an iteration lowers the error by less than this fraction
+# (its last iterations move the error in the fifth digit).
+KMEANS_TOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -29,18 +32,20 @@ class KMeansResult:
     history: np.ndarray
 
 
-def lloyd(X: np.ndarray, w: np.ndarray, centres: np.ndarray,
-          max_iter: int = 1000) -> KMeansResult:
+def lloyd(X: np.ndarray, w: np.ndarray, centres: np.ndarray, *, tol: float = KMEANS_TOL,
+          max_iter: int = 300) -> KMeansResult:
     """Lloyd's loop with sample weights: assign every row to its nearest centre, move
-    every centre to the weighted mean of its rows; stop when no label changes. A centre
-    left without weight moves onto the row that costs most."""
+    every centre to the weighted mean of its rows; stop when no label changes or the
+    error falls by less than `tol` (relative) in an iteration. A centre left without
+    weight moves onto the row that costs most."""
     centres = np.array(centres, dtype=np.float64)
     k = len(centres)
     history, previous = [], None
     for n_iter in range(max_iter + 1):
         labels, sq = em.nearest_centre(X, centres)
         history.append(float(np.dot(w, sq) / w.sum()))
-        if previous is not None and np.array_equal(labels, previous):
+        if previous is not None and (np.array_equal(labels, previous)
+                                     or history[-2] - history[-1] <= tol * history[-2]):
             break
         if n_iter == max_iter:
             break

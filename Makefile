@@ -131,7 +131,7 @@ $(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(C
 # The HTML needs pandoc (maths as MathML; without it the maths shows as TeX source), the PDF
 # XeLaTeX and pandoc. As root with apt-get they are installed when missing; elsewhere the PDF
 # step stops with a message naming the packages, after the HTML is made (order-only prerequisite).
-TEX_PACKAGES := texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc
+TEX_PACKAGES := $(file < tex-packages.txt)
 APT_GET      := DEBIAN_FRONTEND=noninteractive apt-get
 ROOT_WITH_APT = [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
 define ensure_tex

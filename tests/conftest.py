@@ -33,7 +33,7 @@ def project_copy(tmp_path):
         (shutil.copytree if source.is_dir() else shutil.copy2)(
             source, tmp_path / item, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                          if source.is_dir() else {}))
-    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml", "tex-packages.txt"):
         shutil.copy2(ROOT / name, tmp_path / name)
     venv = Path(sys.prefix)
     if not (venv / ".installed").exists():

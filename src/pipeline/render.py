@@ -31,9 +31,10 @@ from jinja2 import DictLoader, pass_context
 from nbconvert.exporters import HTMLExporter, PDFExporter
 from nbconvert.exporters.pdf import LatexFailed
 
+from pipeline import paths
 from pipeline.atomic import atomic_path
 
-TEX_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
+TEX_PACKAGES = (paths.ROOT / "tex-packages.txt").read_text().strip()  # Debian packages
 REMOVED_CELL_TAGS = {"parameters", "injected-parameters", "remove-cell"}
 # Output types that both the HTML and the LaTeX exporter show: with one of them, an
 # output's text/plain alternative goes (a text/html-only output keeps its text for the PDF).

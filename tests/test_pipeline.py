@@ -172,6 +172,7 @@ def test_metrics_agree_with_the_files(two_runs, small_image):
     # Sizes and rates.
     n = m["image"]["pixels"]
     assert (m["image"]["width"], m["image"]["height"], n) == (64, 75, 64 * 75)
+    assert m["image"]["path"] == str(small_image.resolve())  # the image as resolved
     assert m["indexed_png_bytes"] == (out / "indexed.png").stat().st_size
     assert m["bits_per_pixel"] == pytest.approx(8 * m["indexed_png_bytes"] / n)
     assert m["compression_ratio_raw"] == pytest.approx(3 * n / m["indexed_png_bytes"])

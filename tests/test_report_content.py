@@ -32,7 +32,7 @@ def fake_sweep(em_err, km_err, mc_err, *, ks=None, reseeds=None, png_bytes=None,
         metrics[k] = {
             "k": k, "image": {"name": "photo", "width": 100, "height": 100, "pixels": pixels,
                               "distinct_colours": 4000, "file_bytes": file_bytes,
-                              "source": "photo.jpg"},
+                              "path": "/data/photo.jpg"},
             "reconstruction_error": em_err[i], "psnr_db": 10 * np.log10(3 / em_err[i]),
             "iterations": 10 + i, "converged": True, "n_init": 3, "init": "kmeans++",
             "tol": 1e-4, "seed": 0, "max_iter": 2000,

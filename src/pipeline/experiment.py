@@ -70,7 +70,7 @@ def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
     png_bytes = indexed_png.stat().st_size
     return {
         "image": {
-            "source": image if image else f"matplotlib sample data: {path.name}",
+            "path": str(Path(path).resolve()),
             "name": path.stem,
             "width": width, "height": height, "pixels": n_pixels,
             "distinct_colours": int(len(colours)),

@@ -40,10 +40,7 @@ def load(results_dir="", ks="2 4 8 16 32 64 128", image="", study_data="",
     image = str(image or "")
     sweep = results.load(resolve(results_dir, paths.results_dir(image)), ks)
     info = sweep.image
-    if image or info["source"].startswith("matplotlib sample data"):
-        image_path = paths.image_path(image)
-    else:
-        image_path = paths.image_path(info["source"])
+    image_path = paths.image_path(image) if image else Path(info["path"])
     rgb = images.load_rgb(image_path)
     h, w = rgb.shape[:2]
     if (w, h) != (info["width"], info["height"]):

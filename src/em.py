@@ -464,6 +464,7 @@ def init_kmeans_plus_plus(X, sample_weight, k: int, rng: np.random.Generator,
     centres = np.empty((k, d))
     centres[0] = X[rng.choice(n, p=w / w.sum())]
     closest_sq = ((X - centres[0]) ** 2).sum(axis=1)
+    xx = (X * X).sum(axis=1)
     for j in range(1, k):
         cumulative = np.cumsum(w * closest_sq)
         if not cumulative[-1] > 0:
@@ -472,7 +473,12 @@ def init_kmeans_plus_plus(X, sample_weight, k: int, rng: np.random.Generator,
                 f"weight ({j}): a mixture cannot have more components than points")
         draws = rng.random(n_candidates) * cumulative[-1]
         candidates = np.minimum(np.searchsorted(cumulative, draws, side="right"), n - 1)
-        sq = ((X[:, None, :] - X[candidates][None]) ** 2).sum(axis=2)  # (N, candidates)
+        # squared distances to the candidates by the expansion (one small product),
+        # exactly 0 at the candidates themselves so that none can be drawn twice
+        chosen = X[candidates]
+        sq = xx[:, None] - 2.0 * (X @ chosen.T) + (chosen * chosen).sum(axis=1)
+        sq[candidates, np.arange(n_candidates)] = 0.0
+        np.maximum(sq, 0.0, out=sq)
         np.minimum(sq, closest_sq[:, None], out=sq)
         best = int(np.argmin(w @ sq))
         centres[j], closest_sq = X[candidates[best]], sq[:, best]

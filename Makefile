@@ -107,7 +107,9 @@ $(OUT)/k-%/experiment.ipynb: notebooks/experiment.ipynb $(CODE) $(wildcard $(IMA
 
 # ---- Report: the derivation and the results, rendered to HTML and PDF
 # The canonical run's report goes to report/ (committed); any other to output/<image>/report/.
+# Figures, HTML and PDF are made in $(STAGE) and moved into place together, once all exist.
 REPORT_DIR := $(if $(CANONICAL),report,$(OUT)/report)
+STAGE      := $(OUT)/staged-report
 
 report: $(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf | check-params ## Fit every K and render the report (the default goal)
 	@$(PY) -m pipeline.steps summary $(STEPS) $(START)
@@ -126,7 +128,7 @@ $(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(C
                      $(wildcard report/data/study.json report/data/bench.json)
 	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks \
 	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS)' -p image '$(IMAGE)' \
-	  -p figures_dir '$(abspath $(OUT))/figures'
+	  -p figures_dir '$(abspath $(STAGE))/figures'
 
 # The HTML needs pandoc (maths as MathML; without it the maths shows as TeX source), the PDF
 # XeLaTeX and pandoc. As root with apt-get they are installed when missing; elsewhere the PDF
@@ -152,7 +154,7 @@ endef
 tex: ## Install XeLaTeX and pandoc for the PDF (Debian/Ubuntu as root, about 80 s)
 	$(ensure_tex)
 
-$(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV)
+$(STAGE)/report.html: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV)
 	@command -v pandoc >/dev/null || ! $(ROOT_WITH_APT) || \
 	  { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends pandoc; } || \
 	  echo "pandoc could not be installed: the HTML's maths will show as TeX source" >&2
@@ -161,11 +163,13 @@ $(REPORT_DIR)/report.html: $(OUT)/report.ipynb output/derivation.ipynb src/pipel
 # With XeLaTeX and pandoc present the HTML and the PDF render side by side; without them
 # the PDF waits for the HTML (which is then made first, and apt-get runs once at a time).
 TEX_MISSING := $(shell command -v xelatex >/dev/null && command -v pandoc >/dev/null || echo 1)
-$(REPORT_DIR)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV) \
-                          $(if $(TEX_MISSING),| $(REPORT_DIR)/report.html)
+$(STAGE)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV) \
+                     $(if $(TEX_MISSING),| $(STAGE)/report.html)
 	$(ensure_tex)
 	$(STEP) $(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
-	$(PY) -m pipeline.render publish $(OUT)/figures $(REPORT_DIR)/figures
+
+$(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf &: $(STAGE)/report.html $(STAGE)/report.pdf
+	$(PY) -m pipeline.render publish $(STAGE) $(REPORT_DIR)
 
 # ---- The original study reproduced: its photograph is never committed, only the numbers
 STUDY_IMAGE ?= ../shared/reference/im.jpg

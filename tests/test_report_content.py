@@ -1,6 +1,6 @@
 """The report's modules on small, hand-made results: loading (pipeline.results), tables,
 the generated sentences (pipeline.narrative), figures, the K slider, the study's data
-and the publishing of staged figures. Seconds."""
+and the publishing of a staged report. Seconds."""
 
 from __future__ import annotations
 
@@ -287,17 +287,24 @@ def test_slider_embeds_every_k_and_shows_one():
 
 # ------------------------------------------------------------------------ publish
 
-def test_publish_replaces_the_figures_folder_whole(tmp_path):
-    staging, dest = tmp_path / "staging", tmp_path / "figures"
-    staging.mkdir()
-    (staging / "gallery.png").write_bytes(b"new")
-    dest.mkdir()
-    (dest / "old.png").write_bytes(b"old")
+def test_publish_replaces_report_and_figures_together(tmp_path):
+    staging, dest = tmp_path / "staging", tmp_path / "report"
+    (staging / "figures").mkdir(parents=True)
+    (staging / "figures" / "gallery.png").write_bytes(b"new")
+    (dest / "figures").mkdir(parents=True)
+    (dest / "figures" / "old.png").write_bytes(b"old")
+    (dest / "report.html").write_text("old")
+    (dest / "report.pdf").write_text("old")
+    (staging / "report.html").write_text("new")
+    with pytest.raises(render.RenderError, match="report.pdf missing"):
+        render.publish(staging, dest)  # an unfinished report changes nothing
+    assert (dest / "report.html").read_text() == "old"
+    assert sorted(p.name for p in (dest / "figures").iterdir()) == ["old.png"]
+    (staging / "report.pdf").write_text("new")
     render.publish(staging, dest)
-    assert sorted(p.name for p in dest.iterdir()) == ["gallery.png"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "staging"]
-    with pytest.raises(render.RenderError, match="no staged figures"):
-        render.publish(tmp_path / "none", dest)
+    assert sorted(p.name for p in (dest / "figures").iterdir()) == ["gallery.png"]
+    assert (dest / "report.html").read_text() == (dest / "report.pdf").read_text() == "new"
+    assert sorted(p.name for p in dest.iterdir()) == ["figures", "report.html", "report.pdf"]
 
 
 def test_slope_slower_than_the_theory_is_not_explained_by_low_dimension():

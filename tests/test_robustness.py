@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import images, params, run_notebook, steps
+from pipeline import images, params, render, run_notebook, steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,6 +269,32 @@ def test_a_full_disk_leaves_every_k_as_it_was(project_copy, small_image):
 
 # ------------------------------------------------------------------ the report
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_full_disk_leaves_the_report_as_it_was(tmp_path):
+    staging, dest = tmp_path / "staging", tmp_path / "report"
+    (staging / "figures").mkdir(parents=True)
+    (staging / "figures" / "gallery.png").write_bytes(os.urandom(64 * 1024))
+    for name in ("report.html", "report.pdf"):
+        (staging / name).write_bytes(os.urandom(3 * 1024 * 1024))  # 6 MiB in all
+    dest.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(dest)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        (dest / "figures").mkdir()
+        (dest / "figures" / "gallery.png").write_bytes(b"old figure")
+        (dest / "report.html").write_bytes(b"old html")
+        (dest / "report.pdf").write_bytes(b"old pdf")
+        before = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+        with pytest.raises(OSError):
+            render.publish(staging, dest)
+        after = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+        assert after == before
+    finally:
+        subprocess.run(["umount", str(dest)], check=True)
+
+
 def _commands(cwd: Path, venv: Path, *args: str) -> str:
     done = _make(cwd, venv, "-n", "report", *args)
     assert done.returncode == 0, done.stderr
@@ -278,13 +304,13 @@ def _commands(cwd: Path, venv: Path, *args: str) -> str:
 def test_only_the_canonical_run_writes_the_committed_report(project_copy):
     cwd, venv = project_copy
     canonical = _commands(cwd, venv)
-    assert "pipeline.render pdf output/derivation.ipynb output/grace_hopper/report.ipynb " \
-           "report/report.pdf" in canonical
+    assert "pipeline.render publish output/grace_hopper/staged-report report\n" in canonical
     for args in (["KS=2 8"], ["SEED=1"], ["KS=2 4 8 16 32 64 128", "TOL=1e-3"], ["N_INIT=1"],
                  ["INIT=random"], ["MAX_ITER=50"]):
         commands = _commands(cwd, venv, *args)
         assert " report/" not in commands, args
-        assert "output/grace_hopper/report/report.pdf" in commands, args
+        assert "publish output/grace_hopper/staged-report output/grace_hopper/report\n" \
+            in commands, args
         assert "output/grace_hopper/report/report.html and report.pdf (report/ is made only" \
             in commands
 

@@ -4,10 +4,10 @@ inline, maths as MathML via pandoc, a linked table of contents, figures with alt
 and captions) or as a PDF via XeLaTeX (captions kept with their figures, headings and
 table labels kept with what follows). Code, parameters and stderr are hidden; the date
 is the notebooks' execution end, so two renders give the same bytes; the output is
-written atomically. `publish` moves the staged README figures into place.
+written atomically. `publish` moves a finished report (HTML, PDF, figures) into place together.
 
     python -m pipeline.render html|pdf DERIVATION.ipynb REPORT.ipynb OUT
-    python -m pipeline.render publish STAGING_DIR FIGURES_DIR
+    python -m pipeline.render publish STAGING_DIR REPORT_DIR
 """
 
 from __future__ import annotations
@@ -711,21 +711,37 @@ def render(fmt: str, derivation: str | os.PathLike, report: str | os.PathLike,
     return Path(out)
 
 
+REPORT_PARTS = ("report.html", "report.pdf", "figures")
+
+
 def publish(staging: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Replace the folder `dest` by a copy of `staging` in one rename, so the figures
-    change together with the report that was just written."""
+    """Move a finished report (report.html, report.pdf and figures/) from `staging` into
+    the folder `dest`. Every part is first copied beside its place, then all are renamed
+    in: the three change together, and only once all three were made."""
     staging, dest = Path(staging), Path(dest)
-    if not staging.is_dir():
-        raise RenderError(f"no staged figures in {str(staging)!r}")
-    fresh = dest.with_name(f".{dest.name}.new")
-    old = dest.with_name(f".{dest.name}.old")
-    for path in (fresh, old):
-        shutil.rmtree(path, ignore_errors=True)
-    shutil.copytree(staging, fresh)
-    if dest.exists():
-        dest.rename(old)
-    fresh.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
+    missing = [part for part in REPORT_PARTS if not (staging / part).exists()]
+    if missing:
+        raise RenderError(f"{str(staging)!r} holds no finished report: {', '.join(missing)} "
+                          f"missing")
+    dest.mkdir(parents=True, exist_ok=True)
+    fresh = {part: dest / f".{part}.new" for part in REPORT_PARTS}
+    old_figures = dest / ".figures.old"
+    def remove(paths):
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+    remove([*fresh.values(), old_figures])
+    try:
+        for part, path in fresh.items():
+            (shutil.copytree if part == "figures" else shutil.copy2)(staging / part, path)
+    except OSError:  # e.g. a full disk: the report in place stays as it was
+        remove(fresh.values())
+        raise
+    if (dest / "figures").exists():
+        (dest / "figures").rename(old_figures)
+    for part, path in fresh.items():
+        os.replace(path, dest / part)
+    shutil.rmtree(old_figures, ignore_errors=True)
     return dest
 
 
@@ -734,7 +750,7 @@ def main(argv=None) -> int:
         argv = sys.argv[1:]
     if argv[:1] == ["publish"]:
         if len(argv) != 3:
-            print("usage: python -m pipeline.render publish STAGING_DIR FIGURES_DIR", file=sys.stderr)
+            print("usage: python -m pipeline.render publish STAGING_DIR REPORT_DIR", file=sys.stderr)
             return 2
         try:
             publish(argv[1], argv[2])

@@ -13,14 +13,18 @@
 SHELL := /bin/bash
 
 # ---- Parameters: override on the command line, e.g. make report IMAGE=images/photo.jpg KS="2 8"
-IMAGE    ?=
-KS       ?= 2 4 8 16 32 64 128
-SEED     ?= 0
-INIT     ?= kmeans++
-N_INIT   ?= 3
-TOL      ?= 1e-4
-MAX_ITER ?= 2000
+# The defaults are written once, in src/pipeline/defaults.py.
 PYTHON   ?= python3
+DEFAULTS := $(shell $(PYTHON) src/pipeline/defaults.py)
+default   = $(subst $(,), ,$(patsubst $(1)=%,%,$(filter $(1)=%,$(DEFAULTS))))
+, := ,
+IMAGE    ?=
+KS       ?= $(call default,KS)
+SEED     ?= $(call default,SEED)
+INIT     ?= $(call default,INIT)
+N_INIT   ?= $(call default,N_INIT)
+TOL      ?= $(call default,TOL)
+MAX_ITER ?= $(call default,MAX_ITER)
 
 # The committed report/ is made only with the defaults above, none given on the command
 # line or in the environment; any other run writes its report to output/<image>/report/.
@@ -39,7 +43,7 @@ STEM  := $(shell $(PYTHON) src/pipeline/paths.py stem '$(IMAGE)')
 OUT   := output/$(STEM)
 RUNS  := $(foreach k,$(KS),$(OUT)/k-$(k)/experiment.ipynb)
 # What each step's results depend on (besides its notebook and parameters).
-CODE  := src/em.py src/pipeline/__init__.py src/pipeline/paths.py src/pipeline/atomic.py src/pipeline/images.py \
+CODE  := src/em.py src/pipeline/__init__.py src/pipeline/defaults.py src/pipeline/paths.py src/pipeline/atomic.py src/pipeline/images.py \
          src/pipeline/experiment.py src/pipeline/params.py src/pipeline/run_notebook.py src/pipeline/baselines.py src/pipeline/learned.py
 # Every slow step runs through pipeline.steps, which logs its time for the summary that
 # `make report` prints at the end (the steps that started after START).
@@ -68,7 +72,8 @@ endef
 .PHONY: help report experiments study test bench bench-quick lab clean distclean FORCE
 
 help: ## List the targets and parameters
-	@echo "make <target> [IMAGE=path] [KS=\"2 4 8\"] [SEED=0] [N_INIT=3] [TOL=1e-4] [MAX_ITER=2000] [INIT=kmeans++|random]"
+	@echo "make <target> [IMAGE=path] [KS=\"$(call default,KS)\"] [SEED=$(call default,SEED)] [N_INIT=$(call default,N_INIT)]"
+	@echo "              [TOL=$(call default,TOL)] [MAX_ITER=$(call default,MAX_ITER)] [INIT=kmeans++|random]"
 	@echo "              [JOBS=$(JOBS)] [LAB_ARGS=\"--port=8890 --ip=0.0.0.0\"]"
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'

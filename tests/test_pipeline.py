@@ -270,3 +270,21 @@ def test_make_reruns_a_k_only_when_its_inputs_change(project_copy, small_image):
 
     os.utime(cwd / "src" / "em.py")  # the kernel changed
     assert _make(cwd, venv, *args, "SEED=1").count("pipeline.run_notebook") == 2
+
+
+def test_the_notebooks_defaults_are_makes():
+    """The experiment notebook's parameters cell (what a run in Jupyter uses) holds the
+    settings of pipeline.defaults, which the Makefile reads."""
+    import nbformat
+
+    from pipeline import defaults
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {}
+    exec(cell.source, {}, values)  # plain assignments of literals
+    assert (values["seed"], values["init"], values["n_init"], values["tol"],
+            values["max_iter"]) == (defaults.SEED, defaults.INIT, defaults.N_INIT,
+                                    defaults.TOL, defaults.MAX_ITER)
+    made = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True)
+    assert f'KS="{" ".join(map(str, defaults.KS))}"' in made.stdout

@@ -26,14 +26,13 @@ import numpy as np
 from PIL import Image
 
 import em
-from pipeline import experiment, images, paths
+from pipeline import defaults, experiment, images, paths
 
 PREVIEW_PIXELS = 250_000
 K_MIN, K_MAX = 2, 256
 INITS = {"kmeans++": "k-means++", "random": "random (original study)"}
 LABELS = {"map": "MAP label", "nearest": "nearest mean"}
-# The stopping rule of make report (the Makefile's TOL and MAX_ITER).
-TOL, MAX_ITER = 1e-4, 2000
+TOL, MAX_ITER = defaults.TOL, defaults.MAX_ITER  # make report's stopping rule
 
 
 class ExploreError(ValueError):

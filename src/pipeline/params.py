@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from pipeline import paths
+from pipeline import defaults, paths
 
 INITS = ("kmeans++", "random")
 MAX_K = 256  # the most colours an indexed PNG holds
@@ -105,8 +105,9 @@ def check_image(image, name: str = "image") -> Path:
         raise ParameterError(f"{name}={str(image)!r}: {exc}") from None
 
 
-def check(*, image="", k=None, ks=None, seed=0, init="kmeans++", n_init=3, tol=1e-4,
-          max_iter=2000, upper: bool = False) -> dict:
+def check(*, image="", k=None, ks=None, seed=defaults.SEED, init=defaults.INIT,
+          n_init=defaults.N_INIT, tol=defaults.TOL, max_iter=defaults.MAX_ITER,
+          upper: bool = False) -> dict:
     """Every parameter checked and converted: a dict of the same names (image -> its
     Path under "path"). `upper` names them as the Makefile does (KS, SEED...)."""
     def n(name):

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 import em
-from pipeline import atomic, experiment, images, paths
+from pipeline import atomic, defaults, experiment, images, paths
 
 # The study's published results on its photograph (550 x 690 pixels): K, EM
 # iterations, reconstruction error in its table, reconstruction error printed by its
@@ -56,8 +56,8 @@ def one_fit(colours: np.ndarray, counts: np.ndarray, k: int, *, seed: int, init:
             "seconds": seconds, "ll_per_pixel": result.log_likelihood / counts.sum()}
 
 
-def sweep(image, ks, *, seeds=range(5), n_init: int = 3, tol: float = 1e-4,
-          max_iter: int = 2000, log=print) -> dict:
+def sweep(image, ks, *, seeds=range(5), n_init: int = defaults.N_INIT,
+          tol: float = defaults.TOL, max_iter: int = defaults.MAX_ITER, log=print) -> dict:
     """Every K with k-means++ starts for each seed, and one run from the study's
     random start (seed 0); the same settings as `make report` otherwise."""
     path = paths.image_path(str(image))
@@ -86,11 +86,11 @@ def main(argv=None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("image")
     parser.add_argument("output")
-    parser.add_argument("--ks", default="2 4 8 16 32 64 128")
+    parser.add_argument("--ks", default=" ".join(map(str, defaults.KS)))
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--n-init", type=int, default=3)
-    parser.add_argument("--tol", type=float, default=1e-4)
-    parser.add_argument("--max-iter", type=int, default=2000)
+    parser.add_argument("--n-init", type=int, default=defaults.N_INIT)
+    parser.add_argument("--tol", type=float, default=defaults.TOL)
+    parser.add_argument("--max-iter", type=int, default=defaults.MAX_ITER)
     args = parser.parse_args(argv)
     ks = [int(k) for k in args.ks.replace(",", " ").split()]
     try:

@@ -26,11 +26,11 @@ import numpy as np
 from PIL import Image
 
 import em
-from pipeline import defaults, experiment, images, paths
+from pipeline import defaults, experiment, images, params, paths
 
 PREVIEW_PIXELS = 250_000
 K_MIN, K_MAX = 2, 256
-INITS = {"kmeans++": "k-means++", "random": "random (original study)"}
+INITS = params.INITS
 LABELS = {"map": "MAP label", "nearest": "nearest mean"}
 TOL, MAX_ITER = defaults.TOL, defaults.MAX_ITER  # make report's stopping rule
 

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from pipeline import params
 from pipeline.results import Sweep
 
 METHODS = ("EM", "k-means", "median cut")
@@ -253,7 +254,7 @@ def data_sentence(sweep: Sweep) -> str:
     info, m = sweep.image, sweep.metrics[sweep.ks[0]]
     return (f"This image has {info['pixels']:,} pixels but {info['distinct_colours']:,} "
             f"distinct colours, {info['pixels'] / info['distinct_colours']:.1f} times fewer "
-            f"rows to fit. Each K was fitted from {m['n_init']} {m['init']} starts (seed "
+            f"rows to fit. Each K was fitted from {m['n_init']} {params.INITS.get(m['init'], m['init'])} starts (seed "
             f"{m['seed']}), stopping when the gain fell below {m['tol']:g} per pixel.")
 
 

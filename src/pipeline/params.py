@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline import defaults, paths
 
-INITS = ("kmeans++", "random")
+INITS = {"kmeans++": "k-means++", "random": "random (original study)"}  # value: its name in text
 MAX_K = 256  # the most colours an indexed PNG holds
 
 

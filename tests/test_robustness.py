@@ -4,6 +4,7 @@ the committed report changed only by the canonical run, and make lab as root."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -239,16 +240,25 @@ def test_a_failed_run_keeps_the_previous_results_whole(tmp_path):
     assert [p.name for p in (tmp_path / "res").iterdir()] == ["k-2"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-def test_a_full_disk_leaves_every_k_as_it_was(project_copy, small_image):
-    cwd, venv = project_copy
-    output = cwd / "output"
-    output.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(output)],
+@contextlib.contextmanager
+def small_disk(folder: Path):
+    """A 4 MiB tmpfs mounted on `folder` (root only; the test is skipped elsewhere)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    folder.mkdir(exist_ok=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
                            capture_output=True, text=True)
     if mount.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
     try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_leaves_every_k_as_it_was(project_copy, small_image):
+    cwd, venv = project_copy
+    with small_disk(cwd / "output") as output:
         args = ("experiments", f"IMAGE={small_image}", "KS=2 3", "N_INIT=1")
         assert _make(cwd, venv, *args).returncode == 0
         results = {k: _tree(output / "small" / f"k-{k}") for k in (2, 3)}
@@ -263,25 +273,17 @@ def test_a_full_disk_leaves_every_k_as_it_was(project_copy, small_image):
         for k in (2, 3):
             assert _tree(output / "small" / f"k-{k}") == results[k], k
         assert not [p for p in (output / "small").iterdir() if p.name.startswith(".")]
-    finally:
-        subprocess.run(["umount", str(output)], check=True)
 
 
 # ------------------------------------------------------------------ the report
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 def test_a_full_disk_leaves_the_report_as_it_was(tmp_path):
-    staging, dest = tmp_path / "staging", tmp_path / "report"
+    staging = tmp_path / "staging"
     (staging / "figures").mkdir(parents=True)
     (staging / "figures" / "gallery.png").write_bytes(os.urandom(64 * 1024))
     for name in ("report.html", "report.pdf"):
         (staging / name).write_bytes(os.urandom(3 * 1024 * 1024))  # 6 MiB in all
-    dest.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(dest)],
-                           capture_output=True, text=True)
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
-    try:
+    with small_disk(tmp_path / "report") as dest:
         (dest / "figures").mkdir()
         (dest / "figures" / "gallery.png").write_bytes(b"old figure")
         (dest / "report.html").write_bytes(b"old html")
@@ -291,8 +293,6 @@ def test_a_full_disk_leaves_the_report_as_it_was(tmp_path):
             render.publish(staging, dest)
         after = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
         assert after == before
-    finally:
-        subprocess.run(["umount", str(dest)], check=True)
 
 
 def _commands(cwd: Path, venv: Path, *args: str) -> str:

@@ -177,7 +177,7 @@ $(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf &: $(STAGE)/report.html $(STA
 	$(PY) -m pipeline.render publish $(STAGE) $(REPORT_DIR)
 
 # ---- The original study reproduced: its photograph is never committed, only the numbers
-STUDY_IMAGE ?= ../shared/reference/im.jpg
+STUDY_IMAGE ?= $(shell $(PYTHON) src/pipeline/paths.py study-image)
 STUDY_DATA  := report/data/study.json
 
 study: $(ENV) ## Sweep K on the original study's photograph (5 seeds + its random start) -> report/data/study.json

@@ -56,9 +56,9 @@ import em
 from pipeline import machine
 from pipeline.atomic import write_json
 from pipeline.images import distinct_colours, load_rgb
-from pipeline.paths import ROOT, default_image
+from pipeline.paths import ROOT, STUDY_IMAGE, default_image
 
-REFERENCE = ROOT / ".." / "shared" / "reference" / "im.jpg"
+REFERENCE = STUDY_IMAGE
 OUTPUT = ROOT / "report" / "data" / "bench.json"
 OUTPUT_QUICK = ROOT / "output" / "bench" / "bench-quick.json"
 KS = (2, 4, 8, 16, 32, 64, 128)

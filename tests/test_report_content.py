@@ -16,10 +16,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline import figures, narrative, render, results, slider, study, tables  # noqa: E402
+from pipeline import figures, narrative, paths, render, results, slider, study, tables  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_README = ROOT.parent / "shared" / "reference" / "README.md"
+REFERENCE_README = paths.STUDY_IMAGE.with_name("README.md")
 
 
 def fake_sweep(em_err, km_err, mc_err, *, ks=None, reseeds=None, png_bytes=None,

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "output"
 REPORT = ROOT / "report"  # the committed report of the default image
 DEFAULT_IMAGE_NAME = "grace_hopper.jpg"  # ships with matplotlib as sample data
+# The original study's photograph, beside the repository when available (never committed).
+STUDY_IMAGE = ROOT.parent / "shared" / "reference" / "im.jpg"
 
 
 def default_image() -> Path:
@@ -49,8 +51,10 @@ def interactive_dir(image: str, k: int) -> Path:
 
 
 if __name__ == "__main__":
-    # python src/pipeline/paths.py stem IMAGE  ->  the output stem of IMAGE
+    # python src/pipeline/paths.py stem IMAGE | study-image
     if len(sys.argv) == 3 and sys.argv[1] == "stem":
         print(image_stem(sys.argv[2]))
+    elif sys.argv[1:] == ["study-image"]:
+        print(STUDY_IMAGE)
     else:
-        sys.exit("usage: paths.py stem IMAGE")
+        sys.exit("usage: paths.py stem IMAGE | study-image")

@@ -84,14 +84,12 @@ def test_parameters_injected(executed):
     assert injected and "max_pixels = 3000" in injected[0].source
 
 
-def test_committed_without_outputs():
+def test_committed_valid_with_its_parameters():
+    """(Every notebook's empty outputs: tests/test_pipeline.py.)"""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"] == {
         "name": "python3", "display_name": "Python 3", "language": "python"}
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
     assert re.search(r"^image = \"\"", params[0].source, re.MULTILINE)

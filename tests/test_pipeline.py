@@ -288,3 +288,15 @@ def test_the_notebooks_defaults_are_makes():
                                     defaults.TOL, defaults.MAX_ITER)
     made = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True)
     assert f'KS="{" ".join(map(str, defaults.KS))}"' in made.stdout
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")),
+                         ids=lambda p: p.name)
+def test_notebooks_are_committed_without_outputs(notebook):
+    """Results live in output/ and report/, never in the committed notebooks."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]

@@ -315,15 +315,19 @@ def _e_step_all(blocks: _Blocks, mixture: Mixture, normalise: bool = True):
     return resp, blocks.unsort(np.concatenate([log_norm for _, log_norm in parts]))
 
 
+def _query_blocks(mixture: Mixture, X) -> _Blocks:
+    """X validated and prepared for the E-step of `mixture` (unit weights)."""
+    X = _validate_samples(X, "X", mixture.d)
+    return _Blocks(X, np.ones(len(X)), mixture.k, shift=mixture.weights @ mixture.means)
+
+
 def e_step(X, mixture: Mixture) -> tuple[np.ndarray, np.ndarray]:
     """Responsibilities r_nk = p(z_n = k | x_n) and log p(x_n), in the log domain.
 
     X: (N, D)  ->  resp (N, K) with rows summing to 1, log_norm (N,). The same
     block E-step as fit's; here the (N, K) responsibilities are materialised.
     """
-    X = _validate_samples(X, "X", mixture.d)
-    blocks = _Blocks(X, np.ones(len(X)), mixture.k, shift=mixture.weights @ mixture.means)
-    return _e_step_all(blocks, mixture)
+    return _e_step_all(_query_blocks(mixture, X), mixture)
 
 
 # ------------------------------------------------------------------------- M-step
@@ -369,9 +373,9 @@ def m_step(X, resp, sample_weight=None, var_floor: float = QUANTISATION_VARIANCE
     resp = np.asarray(resp, dtype=np.float64)
     if resp.ndim != 2 or resp.shape[0] != len(X):
         raise ValueError(f"resp must have shape ({len(X)}, K), got {resp.shape}")
-    blocks = _Blocks(X, w, resp.shape[1])
-    stats = _statistics(blocks, slice(0, len(X)), resp[blocks.order], np.ones(len(X)))
-    return _mixture_from_statistics(stats, float(w.sum()), var_floor, blocks.shift)[0]
+    shift = np.average(X, axis=0, weights=w)  # centred, as in fit, for the rounding
+    stats = resp.T @ (_augment(np.asarray(X, dtype=np.float64) - shift) * w[:, None])
+    return _mixture_from_statistics(stats, float(w.sum()), var_floor, shift)[0]
 
 
 # Largest SQUAREM step at the start, and its growth while extrapolations succeed.
@@ -652,11 +656,6 @@ def _extrapolate(m0: Mixture, m1: Mixture, m2: Mixture, step_max: float, var_flo
 
 # ------------------------------------------------------------------------ queries
 
-def _query_blocks(mixture: Mixture, X) -> _Blocks:
-    X = _validate_samples(X, "X", mixture.d)
-    return _Blocks(X, np.ones(len(X)), mixture.k, shift=mixture.weights @ mixture.means)
-
-
 def score_samples(mixture: Mixture, X) -> np.ndarray:
     """log p(x_n) for each sample: (N, D)  ->  (N,)."""
     return _e_step_all(_query_blocks(mixture, X), mixture, normalise=False)[1]
@@ -665,14 +664,12 @@ def score_samples(mixture: Mixture, X) -> np.ndarray:
 def log_likelihood(mixture: Mixture, X, sample_weight=None) -> float:
     """Total log-likelihood sum_n w_n log p(x_n): (N, D), (N,) or None  ->  float."""
     log_density = score_samples(mixture, X)
-    if sample_weight is None:
-        return math.fsum(log_density)
     return math.fsum(_validate_sample_weight(sample_weight, len(log_density)) * log_density)
 
 
 def responsibilities(mixture: Mixture, X) -> np.ndarray:
     """Posterior probabilities p(z_n = k | x_n): (N, D)  ->  (N, K), rows sum to 1."""
-    return _e_step_all(_query_blocks(mixture, X), mixture)[0]
+    return e_step(X, mixture)[0]
 
 
 def predict(mixture: Mixture, X) -> np.ndarray:
@@ -697,7 +694,7 @@ def bic(mixture: Mixture, X, sample_weight=None) -> float:
     """Bayesian information criterion -2 log L + p log n (lower is better), n the
     total sample weight (the number of pixels for weighted distinct colours)."""
     log_l = log_likelihood(mixture, X, sample_weight)  # validates X and sample_weight
-    n = len(X) if sample_weight is None else float(np.sum(sample_weight))
+    n = float(_validate_sample_weight(sample_weight, len(X)).sum())
     return -2.0 * log_l + n_parameters(mixture.k, mixture.d) * math.log(n)
 
 

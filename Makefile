@@ -128,9 +128,12 @@ $(OUT)/report-params.txt: FORCE | check-params
 	$(call write_if_changed,image=$(IMAGE) ks=$(KS))
 
 # The report only reads: every K's results, the study's and the benchmark's data files.
+# The report's data files (their paths: pipeline.paths), made by make study and make bench.
+STUDY_DATA := report/data/study.json
+BENCH_DATA := report/data/bench.json
 REPORT_CODE := $(addprefix src/pipeline/,report.py results.py figures.py tables.py narrative.py slider.py machine.py)
 $(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(CODE) $(REPORT_CODE) \
-                     $(wildcard report/data/study.json report/data/bench.json)
+                     $(wildcard $(STUDY_DATA) $(BENCH_DATA))
 	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks \
 	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS)' -p image '$(IMAGE)' \
 	  -p figures_dir '$(abspath $(STAGE))/figures'
@@ -178,7 +181,6 @@ $(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf &: $(STAGE)/report.html $(STA
 
 # ---- The original study reproduced: its photograph is never committed, only the numbers
 STUDY_IMAGE ?= $(shell $(PYTHON) src/pipeline/paths.py study-image)
-STUDY_DATA  := report/data/study.json
 
 study: $(ENV) ## Sweep K on the original study's photograph (5 seeds + its random start) -> report/data/study.json
 	@test -f '$(STUDY_IMAGE)' || { echo "make study needs the study's photograph at $(STUDY_IMAGE) (STUDY_IMAGE=...)" >&2; exit 1; }

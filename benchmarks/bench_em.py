@@ -56,10 +56,10 @@ import em
 from pipeline import machine
 from pipeline.atomic import write_json
 from pipeline.images import distinct_colours, load_rgb
-from pipeline.paths import ROOT, STUDY_IMAGE, default_image
+from pipeline.paths import BENCH_DATA, ROOT, STUDY_IMAGE, default_image
 
 REFERENCE = STUDY_IMAGE
-OUTPUT = ROOT / "report" / "data" / "bench.json"
+OUTPUT = BENCH_DATA
 OUTPUT_QUICK = ROOT / "output" / "bench" / "bench-quick.json"
 KS = (2, 4, 8, 16, 32, 64, 128)
 REPORT_SETTINGS = dict(init="kmeans++", n_init=3, tol=1e-4, max_iter=2000, seed=0)

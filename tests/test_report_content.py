@@ -141,7 +141,7 @@ def test_compression_says_larger_or_smaller_than_the_input_correctly():
     bigger = narrative.compression(fake_sweep([0.1, 0.05], [0.1, 0.05], [0.1, 0.05],
                                               png_bytes={2: 20_000, 4: 145_117},
                                               file_bytes=61_306), ".jpg")
-    assert "PNG is 2.4 times larger" in bigger and "smaller than the input for K up to 2" in bigger
+    assert "PNG is 2.4 times larger" in bigger and "smaller than the input at K = 2" in bigger
     smaller = narrative.compression(fake_sweep([0.1, 0.05], [0.1, 0.05], [0.1, 0.05],
                                                png_bytes={2: 2_000, 4: 4_000},
                                                file_bytes=40_000), ".png")
@@ -154,13 +154,23 @@ def test_slope_sentence_states_the_rate_and_the_effective_dimension():
     sweep = fake_sweep(err, err, err, ks=ks)
     text = narrative.slope_sentence(sweep)
     assert "$K^{-1.00}$" in text and "d \\approx 2.0" in text and "K^{-2/3}" in text
+    flat = fake_sweep([0.1, 0.1, 0.11], [0.05] * 3, [0.2] * 3, ks=[2, 4, 8])
+    text = narrative.slope_sentence(flat)
+    assert "does not fall" in text and "approx" not in text and "inf" not in text
+
+
+def test_conclusions_name_the_seed_spread_only_when_the_study_is_shown():
+    sweep = fake_sweep([0.1, 0.05], [0.05, 0.04], [0.2, 0.1])
+    segmented = {k: np.zeros((4, 4, 3), np.uint8) for k in sweep.ks}
+    assert "spread over seeds" not in narrative.conclusions(sweep, segmented)[-1]
+    assert "spread over seeds" in narrative.conclusions(sweep, segmented, True)[-1]
 
 
 def test_smallest_k_explains_a_broad_component_only_when_there_is_one():
     broad = fake_sweep([0.1, 0.05], [0.05, 0.04], [0.2, 0.1],
                        variances=[[0.001, 0.04], [0.01] * 4])
-    assert "one broad component ($\\sigma$ = 0.200, $\\pi$ = 0.50)" in narrative.smallest_k(broad)
-    assert "beside a narrower one" in narrative.smallest_k(broad)
+    assert "broadest component ($\\sigma$ = 0.200, $\\pi$ = 0.50) is more than twice as " \
+           "wide as the narrowest" in narrative.smallest_k(broad)
     even = fake_sweep([0.1, 0.05], [0.05, 0.04], [0.2, 0.1],
                       variances=[[0.01, 0.012], [0.01] * 4])
     assert "broad" not in narrative.smallest_k(even)
@@ -315,7 +325,7 @@ def test_slope_slower_than_the_theory_is_not_explained_by_low_dimension():
 
 def test_take_away_follows_which_method_wins():
     em_better = fake_sweep([0.05, 0.02, 0.01], [0.06, 0.03, 0.02], [0.1, 0.05, 0.03])
-    assert "pays for it in compression" not in narrative.abstract(em_better)
+    assert "pays for it in squared error" not in narrative.abstract(em_better)
     assert "k-means has the lower squared error at 0 of 3 K" in narrative.abstract(em_better)
     assert "EM is the better choice" in narrative.conclusions(
         em_better, {k: np.zeros((2, 2, 3), np.uint8) for k in em_better.ks})[1]

@@ -51,7 +51,7 @@ def psnr_db(error: float) -> float:
 
 
 def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
-            tol: float, max_iter: int, image: str, path: Path, rgb: np.ndarray,
+            tol: float, max_iter: int, path: Path, rgb: np.ndarray,
             colours: np.ndarray, counts: np.ndarray, colour_labels: np.ndarray,
             indexed_png: Path,
             fit_seconds: float, wall_seconds: float) -> dict:
@@ -68,15 +68,16 @@ def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
     palette = palette_of(result) / 255.0
     error_png = reconstruction_error(colours, counts, colour_labels, palette)
     png_bytes = indexed_png.stat().st_size
+    file_bytes = path.stat().st_size
     return {
         "image": {
             "path": str(Path(path).resolve()),
             "name": path.stem,
             "width": width, "height": height, "pixels": n_pixels,
             "distinct_colours": int(len(colours)),
-            "file_bytes": path.stat().st_size,
+            "file_bytes": file_bytes,
         },
-        "k": k, "seed": seed, "init": init if isinstance(init, str) else "explicit",
+        "k": k, "seed": seed, "init": init,
         "n_init": n_init, "tol": tol, "max_iter": max_iter,
         "iterations": result.n_iter,
         "converged": bool(result.converged),
@@ -92,7 +93,7 @@ def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
         "indexed_png_bytes": png_bytes,
         "bits_per_pixel": 8.0 * png_bytes / n_pixels,
         "compression_ratio_raw": 3.0 * n_pixels / png_bytes,
-        "compression_ratio_input": path.stat().st_size / png_bytes,
+        "compression_ratio_input": file_bytes / png_bytes,
         "model": {
             "weights": result.weights.tolist(),
             "means": result.means.tolist(),

@@ -29,7 +29,7 @@ import em
 from pipeline import defaults, experiment, images, params, paths
 
 PREVIEW_PIXELS = 250_000
-K_MIN, K_MAX = 2, 256
+K_MIN, K_MAX = 2, params.MAX_K
 INITS = params.INITS
 LABELS = {"map": "MAP label", "nearest": "nearest mean"}
 TOL, MAX_ITER = defaults.TOL, defaults.MAX_ITER  # make report's stopping rule

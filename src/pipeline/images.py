@@ -141,12 +141,13 @@ def for_display(rgb: np.ndarray, max_side: int = 1200) -> np.ndarray:
     return rgb[::step, ::step]
 
 
-def save_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """(H, W, 3) uint8 -> an RGB PNG, written atomically. Zlib's default level, not
+def save_png(path: str | os.PathLike, picture: np.ndarray) -> None:
+    """(H, W, 3) uint8 -> an RGB PNG, (H, W) uint8 -> a greyscale one, written
+    atomically. Zlib's default level, not
     Pillow's optimize: on a 24-megapixel image that is 5 x faster for 2 % more bytes
     (the compressed size the study measures is the indexed PNG's)."""
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
+        Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8)).save(tmp, format="PNG")
 
 
 def save_indexed_png(path: str | os.PathLike, labels: np.ndarray,

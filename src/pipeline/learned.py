@@ -10,7 +10,6 @@ import warnings
 import numpy as np
 
 import em
-from pipeline import atomic
 
 LEARNED_FILE = "learned.json"
 ENTROPY_FILE = "entropy.png"        # 8-bit: 0 = certain, 255 = log 2 nats or more
@@ -106,9 +105,3 @@ def compute(colours: np.ndarray, counts: np.ndarray, h: np.ndarray, top: np.ndar
     }
 
 
-def save_map(path, picture: np.ndarray) -> None:
-    """An (H, W) uint8 map as a greyscale PNG, written atomically."""
-    from PIL import Image
-
-    with atomic.atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8), "L").save(tmp, format="PNG")

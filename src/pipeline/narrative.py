@@ -12,6 +12,11 @@ from pipeline import params
 from pipeline.results import Sweep
 
 METHODS = ("EM", "k-means", "median cut")
+
+
+def start_name(init: str) -> str:
+    """An initialisation as the text names it ("kmeans++" -> "k-means++")."""
+    return params.INITS.get(init, init)
 VISIBLE_DB = 30.0   # PSNR above which a palette image is commonly hard to tell apart
 
 
@@ -50,10 +55,6 @@ def ranking(sweep: Sweep) -> dict[int, list[str]]:
     return {k: sorted(METHODS, key=lambda m: e[m][i]) for i, k in enumerate(sweep.ks)}
 
 
-def _runs_of(ks_by_name: dict[str, list[int]]) -> str:
-    return "; ".join(f"{name} at K = {k_list(ks)}" for name, ks in ks_by_name.items() if ks)
-
-
 def comparison(sweep: Sweep) -> str:
     """Which method is most and least accurate at each K, with the numbers."""
     order = ranking(sweep)
@@ -84,7 +85,11 @@ def slope_sentence(sweep: Sweep) -> str:
     if len(sweep.ks) < 3:
         return ""
     s = slope(sweep.ks, errors(sweep)["EM"])
-    d_eff = 2.0 / -s if s < 0 else math.inf
+    if s >= 0:
+        return (f"On log-log axes the error does not fall over K = {sweep.ks[0]} to "
+                f"{sweep.ks[-1]} (slope {s:.2f}); high-resolution quantisation theory's "
+                f"$K^{{-2/3}}$ describes large K and an optimal quantiser, not this sweep.")
+    d_eff = 2.0 / -s
     text = (f"On log-log axes the error falls as about $K^{{{s:.2f}}}$ over K = "
             f"{sweep.ks[0]} to {sweep.ks[-1]}: each doubling of K divides it by "
             f"{2 ** -s:.2f}. High-resolution quantisation theory gives $K^{{-2/d}}$ for data "
@@ -92,9 +97,9 @@ def slope_sentence(sweep: Sweep) -> str:
             f"the RGB cube. ")
     if d_eff < 3:
         text += (f"The measured rate corresponds to $d \\approx {d_eff:.1f}$, faster than "
-                 f"$K^{{-2/3}}$: this image's colours lie close to a few curves and thin "
-                 f"sheets (shades of a few surfaces), not throughout the cube, so each new "
-                 f"colour has less volume to cover. ")
+                 f"$K^{{-2/3}}$, consistent with colours that lie close to a few curves and "
+                 f"thin sheets (shades of a few surfaces) rather than throughout the cube, "
+                 f"so that each new colour has less volume to cover. ")
     else:
         text += (f"The measured rate is slower than $K^{{-2/3}}$ ($d \\approx {d_eff:.1f}$ "
                  f"would be needed): at these K the palette has not yet reached the "
@@ -121,7 +126,7 @@ def compression(sweep: Sweep, input_suffix: str) -> str:
              + (f"PNG is {ratio:.1f} times larger. " if ratio > 1 else
                 f"PNG is {1 / ratio:.1f} times smaller. "))
     smaller = [k for k in sweep.ks if sweep.metrics[k]["indexed_png_bytes"] < input_bytes]
-    text += (f"The PNG is smaller than the input for K up to {max(smaller)}" if smaller
+    text += (f"The PNG is smaller than the input at K = {k_list(smaller)}" if smaller
              else "The PNG is larger than the input at every K")
     if kind:
         text += "; unlike the lossy JPEG it stores its palette image exactly"
@@ -140,7 +145,7 @@ def convergence(sweep: Sweep) -> str:
     n, where = reseeds(sweep)
     m0 = sweep.metrics[sweep.ks[0]]
     text = (f"EM ran {it.min()} (K = {sweep.ks[int(it.argmin())]}) to {it.max()} iterations "
-            f"(K = {sweep.ks[int(it.argmax())]}), best of {m0['n_init']} {m0['init']} starts, "
+            f"(K = {sweep.ks[int(it.argmax())]}), best of {m0['n_init']} {start_name(m0['init'])} starts, "
             f"stopping when the gain fell below {m0['tol']:g} per pixel. ")
     drops = [k for k in sweep.ks if _drops(sweep.metrics[k])]
     text += ("The log-likelihood never decreased between iterations" if not drops else
@@ -173,13 +178,10 @@ def smallest_k(sweep: Sweep) -> str:
             f"{', '.join(f'{p:.2f}' for p in pi)}. ")
     if k > 1 and sigma.max() > 2 * sigma.min():
         broad = int(sigma.argmax())
-        text += (f"The likelihood is served by one broad component ($\\sigma$ = "
-                 f"{sigma[broad]:.3f}, $\\pi$ = {pi[broad]:.2f}) that takes in colours far "
-                 f"from its mean, beside "
-                 f"{'a narrower one on a dense cluster' if k == 2 else 'narrower ones on dense clusters'}"
-                 f", rather than by splitting the colours into groups of "
-                 f"similar extent as k-means does: distinct regions of the image whose "
-                 f"colours fall in the broad component share one palette colour; ")
+        text += (f"The broadest component ($\\sigma$ = {sigma[broad]:.3f}, $\\pi$ = "
+                 f"{pi[broad]:.2f}) is more than twice as wide as the narrowest: it takes in "
+                 f"colours far from its mean, so distinct regions of the image whose colours "
+                 f"fall in it share one palette colour; ")
     text += (f"its error is {e['EM'][0] / e['k-means'][0]:.2f} times k-means' at this K "
              f"({e['EM'][0]:.4f} against {e['k-means'][0]:.4f}).")
     return text
@@ -218,11 +220,10 @@ def visible_changes(segmented: dict, ks, threshold: float = 10.0) -> str:
     last = f"{100 * shares[-1]:.1f} %"
     return (f"By eye: from one K to the next, the colour of {100 * shares[0]:.0f} % of the pixels "
             f"moves by more than {threshold:g}/255 in RGB distance at K = {ks[0]} to {ks[1]}, "
-            f"and {last} at K = {ks[-2]} to {ks[-1]} (in Figures 2 and 3, where those "
-            f"pixels lie).")
+            f"and {last} at K = {ks[-2]} to {ks[-1]} (the segmentations above show where).")
 
 
-def abstract(sweep: Sweep, method_name: str = "EM") -> str:
+def abstract(sweep: Sweep) -> str:
     """At most ~150 words: what was done, the headline numbers, the take-away."""
     info = sweep.image
     e = errors(sweep)
@@ -237,13 +238,13 @@ def abstract(sweep: Sweep, method_name: str = "EM") -> str:
             f"{e['EM'][-1]:.5f} at K = {sweep.ks[-1]} "
             f"({sweep.metrics[sweep.ks[-1]]['bits_per_pixel']:.1f} bits per pixel). ")
     if k30 is not None:
-        nums += (f"From K = {k30} on the PSNR exceeds {VISIBLE_DB:.0f} dB "
+        nums += (f"The PSNR first reaches {VISIBLE_DB:.0f} dB at K = {k30} "
                  f"({sweep.metrics[k30]['bits_per_pixel']:.1f} bits per pixel). ")
     lower = int((ratio > 1).sum())
     take = (f"At equal K, k-means has the lower squared error at {lower} of {len(sweep.ks)} "
             f"K (EM's error is {ratio.min():.2f} to {ratio.max():.2f} times k-means'). EM "
             f"fits the density of the colours, not their squared error"
-            + (", and pays for it in compression" if lower > len(sweep.ks) / 2 else "")
+            + (", and pays for it in squared error" if lower > len(sweep.ks) / 2 else "")
             + "; it gives what k-means cannot, a spread and a weight per colour and a "
               "measure of how sure each pixel's label is.")
     return head + nums + take
@@ -254,7 +255,7 @@ def data_sentence(sweep: Sweep) -> str:
     info, m = sweep.image, sweep.metrics[sweep.ks[0]]
     return (f"This image has {info['pixels']:,} pixels but {info['distinct_colours']:,} "
             f"distinct colours, {info['pixels'] / info['distinct_colours']:.1f} times fewer "
-            f"rows to fit. Each K was fitted from {m['n_init']} {params.INITS.get(m['init'], m['init'])} starts (seed "
+            f"rows to fit. Each K was fitted from {m['n_init']} {start_name(m['init'])} starts (seed "
             f"{m['seed']}), stopping when the gain fell below {m['tol']:g} per pixel.")
 
 
@@ -314,11 +315,11 @@ def speed_text(entry: dict) -> str:
         text += (f"(a) Rows: scikit-learn fits every pixel, ours the distinct colours weighted "
                  f"by their counts, {min(fewer):.1f} times fewer rows. ")
     if per_row:
-        text += (f"(b) Per row, our kernel takes {min(per_row):.1f} to {max(per_row):.1f} times "
-                 f"less time than scikit-learn's. ")
+        text += (f"(b) Per row, scikit-learn takes {min(per_row):.1f} to {max(per_row):.1f} "
+                 f"times our kernel's time. ")
     if per_iter:
-        text += (f"Together, an iteration is {min(per_iter):.0f} to {max(per_iter):.0f} times "
-                 f"faster. ")
+        text += (f"Together, scikit-learn's iteration takes {min(per_iter):.1f} to "
+                 f"{max(per_iter):.1f} times ours. ")
     conv = [r for r in rows if r.get("ours_seconds") and r.get("sklearn_seconds")
             and r.get("ours_ll_per_pixel") is not None and r.get("sklearn_ll_per_pixel") is not None]
     if conv:
@@ -332,8 +333,9 @@ def speed_text(entry: dict) -> str:
     return text.strip()
 
 
-def conclusions(sweep: Sweep, segmented: dict) -> list[str]:
-    """The take-aways as Markdown bullet points; segmented: {K: (H, W, 3) uint8}."""
+def conclusions(sweep: Sweep, segmented: dict, study_shown: bool = False) -> list[str]:
+    """The take-aways as Markdown bullet points; segmented: {K: (H, W, 3) uint8};
+    study_shown: whether the report shows the study's seed spread."""
     e = errors(sweep)
     ratio = e["EM"] / e["k-means"]
     nearest = sweep.series("em_nearest_mean.error", "baselines")
@@ -355,8 +357,10 @@ def conclusions(sweep: Sweep, segmented: dict) -> list[str]:
                "weight and a spread, every pixel a probability of each label (the entropy map "
                "shows where the segmentation is unsure), and the log-likelihood and BIC "
                "compare K on a common scale."),
-              (f"Limits: one image per report and one seed per K here (the study section "
-               f"shows the spread over seeds on the study's photograph); isotropic components in "
+              (f"Limits: one image per report and one seed per K here"
+               + (" (the study section shows the spread over seeds on the study's photograph)"
+                  if study_shown else "")
+               + f"; isotropic components in "
                f"RGB, not a perceptual colour space; the error is a squared RGB distance, "
                f"not a measure of what the eye sees; pixels are treated as independent, so "
                f"the segmentation ignores where a pixel is.")]

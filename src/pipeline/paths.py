@@ -13,6 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "output"
 REPORT = ROOT / "report"  # the committed report of the default image
+STUDY_DATA = REPORT / "data" / "study.json"  # make study's numbers, which the report reads
+BENCH_DATA = REPORT / "data" / "bench.json"  # make bench's numbers, which the report reads
 DEFAULT_IMAGE_NAME = "grace_hopper.jpg"  # ships with matplotlib as sample data
 # The original study's photograph, beside the repository when available (never committed).
 STUDY_IMAGE = ROOT.parent / "shared" / "reference" / "im.jpg"

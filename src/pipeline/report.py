@@ -12,8 +12,6 @@ import numpy as np
 
 from pipeline import experiment, images, paths, results
 
-DATA_DIR = paths.REPORT / "data"
-
 
 @dataclass(frozen=True)
 class Report:
@@ -46,11 +44,11 @@ def load(results_dir="", ks="2 4 8 16 32 64 128", image="", study_data="",
     if (w, h) != (info["width"], info["height"]):
         raise ValueError(f"{image_path} is {w} x {h} pixels but the runs in "
                          f"{sweep.results_dir} were of a {info['width']} x {info['height']} image")
-    bench = results.load_optional(resolve(bench_data, DATA_DIR / "bench.json"))
+    bench = results.load_optional(resolve(bench_data, paths.BENCH_DATA))
     return Report(
         sweep=sweep, image_path=image_path, rgb=rgb,
         segmented={k: results.load_png(sweep.results_dir, k) for k in sweep.ks},
-        study=results.load_optional(resolve(study_data, DATA_DIR / "study.json")),
+        study=results.load_optional(resolve(study_data, paths.STUDY_DATA)),
         bench=results.bench_entry(bench, paths.image_stem(image)),
         date=results.report_date(sweep.metrics_paths()))
 

@@ -31,7 +31,6 @@ PUBLISHED = (
     (128, 2013, 0.000520, 0.000615),
 )
 PUBLISHED_TOL = 1e-2               # on the total log-likelihood
-STUDY_DATA = paths.REPORT / "data" / "study.json"
 
 
 def published() -> list[dict]:

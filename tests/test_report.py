@@ -161,7 +161,7 @@ def html(study):
 
 @pytest.fixture(scope="module")
 def pdf(study):
-    require_tools("xelatex", "pandoc", "pdftotext")
+    require_tools("xelatex", "xdvipdfmx", "pandoc", "pdftotext")
     path = render.render("pdf", study.derivation, study.report, study.out / "report.pdf")
     return SimpleNamespace(path=path, text=pdf_text(path), layout=pdf_text(path, layout=True))
 
@@ -351,6 +351,35 @@ def test_cli_names_a_missing_input(tmp_path):
     assert result.returncode == 1
     assert "nope.ipynb" in result.stderr and "does not exist" in result.stderr
     assert not (tmp_path / "report.html").exists()
+
+
+def test_pdf_cross_references_are_resolved(tmp_path):
+    """The xelatex passes go on until the page numbers they refer to are known."""
+    require_tools("xelatex", "xdvipdfmx", "pandoc", "pdftotext")
+    derivation = small_notebook(tmp_path, "# Derivation\n\n## One", "d.ipynb")
+    report = small_notebook(
+        tmp_path, "# Title\n\n## First\n\nSee page \\pageref{second}.\n\n\\newpage\n\n"
+        "## Second\n\nText.", "r.ipynb")
+    out = render.render("pdf", derivation, report, tmp_path / "report.pdf")
+    text = collapse(pdf_text(out))
+    assert "See page 2." in text and "??" not in text
+
+
+@pytest.mark.parametrize("tool", ["xelatex", "xdvipdfmx"])
+def test_pdf_error_names_the_tool_and_its_message(tmp_path, monkeypatch, tool):
+    require_tools("xelatex", "xdvipdfmx", "pandoc")
+    derivation = small_notebook(tmp_path, "# Derivation\n\n## One", "d.ipynb")
+    if tool == "xelatex":
+        report = small_notebook(tmp_path, "# Title\n\n\\nosuchcommand", "r.ipynb")
+        message = "Undefined control sequence"
+    else:
+        report = small_notebook(tmp_path, "# Title\n\nText.", "r.ipynb")
+        monkeypatch.setattr(render, "XDV_TO_PDF_COMMAND",
+                            ["xdvipdfmx", "-o", "{filename}.pdf", "no-such.xdv"])
+        message = "no-such.xdv"
+    with pytest.raises(render.RenderError, match=f"(?s){tool} failed:.*{message}"):
+        render.render("pdf", derivation, report, tmp_path / "report.pdf")
+    assert not (tmp_path / "report.pdf").exists()
 
 
 def test_merge_orders_and_levels_headings(tmp_path):

@@ -58,9 +58,17 @@ QUANTISATION_VARIANCE = (1.0 / 255.0) ** 2 / 12.0
 # sample weight has lost all its weight and is re-seeded.
 _DEAD_FRACTION = 1e-12
 
-# Rows per block: about 2**16 log-probabilities keep a block in cache, and small blocks
-# fit small boxes, where more components can be skipped (_Blocks.live).
-_BLOCK_ENTRIES = 1 << 16
+# Multiply-adds of a block's matrix products, rows * K * (D + 2), stay under this:
+# OpenBLAS then computes each product on one thread (the blocks run on the kernel's
+# own threads; BLAS threads inside them only wait for each other).
+_BLOCK_PRODUCT = 1 << 19
+
+
+def _block_rows(k: int, d: int) -> int:
+    """Rows per block: as many as keep the products on one BLAS thread (fewer, larger
+    blocks cost less Python), at most 4096 (small blocks fit small boxes, where more
+    components are skipped)."""
+    return int(np.clip((_BLOCK_PRODUCT - 1) // (max(k, 1) * (d + 2)), 256, 4096))
 
 
 class ConvergenceWarning(UserWarning):
@@ -166,9 +174,10 @@ class _Blocks:
         self.w = np.asarray(sample_weight, dtype=np.float64)[self.order]
         self.dtype = dtype
         n = X.shape[0]
-        rows = block_rows or int(np.clip(_BLOCK_ENTRIES // max(k, 1), 512, 4096))
+        rows = block_rows or _block_rows(k, X.shape[1])
         self.slices = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
-        self.boxes = {sl.start: (Y[sl].min(axis=0), Y[sl].max(axis=0)) for sl in self.slices}
+        self.lo = np.array([Y[sl].min(axis=0) for sl in self.slices])  # (B, D) boxes
+        self.hi = np.array([Y[sl].max(axis=0) for sl in self.slices])
 
     def unsort(self, values: np.ndarray) -> np.ndarray:
         """Rows in block order -> rows in input order."""
@@ -177,29 +186,34 @@ class _Blocks:
         return out
 
     def map(self, func):
-        """func(slice) for every block, in block order, on the thread pool."""
-        if len(self.slices) == 1:
-            return [func(self.slices[0])]
-        return list(_pool().map(func, self.slices))
+        """[func(b) for every block index b], in block order, computed on the thread
+        pool in a few runs of consecutive blocks (one task per run, not per block)."""
+        n = len(self.slices)
+        if n == 1:
+            return [func(0)]
+        runs = np.array_split(np.arange(n), min(n, 2 * _pool()._max_workers))
+        return [out for run in _pool().map(lambda run: [func(b) for b in run], runs)
+                for out in run]
 
     def log_joint(self, sl: slice, coef: np.ndarray) -> np.ndarray:
         """log pi_k + log N(x_n | mu_k, sigma_k^2 I) (less coef's offset): (rows, K)."""
         return self.xa[sl] @ coef
 
-    def live(self, sl: slice, model: "_LogJoint") -> np.ndarray:
-        """Indices of the components that can matter to some row of the block.
+    def live(self, model: "_LogJoint") -> tuple[np.ndarray, np.ndarray]:
+        """Which components can matter to some row of each block, (B, K) bool, and
+        whether some live log-joint of the block can fall below _EXP_FLOOR, (B,) bool.
 
-        Over the block's box, component k's log-joint is at most its peak less
+        Over a block's box, component k's log-joint is at most its peak less
         dmin_k^2 / (2 s_k) and at least its peak less dmax_k^2 / (2 s_k) (dmin, dmax:
         nearest and farthest distance from mu_k to the box). A component whose upper
         bound is _NEGLIGIBLE nats under the best lower bound weighs at most
         exp(-_NEGLIGIBLE) of every row's density: it is skipped (responsibility 0)."""
-        lo, hi = self.boxes[sl.start]
-        near = np.maximum(np.maximum(lo - model.means, model.means - hi), 0.0)
-        far = np.maximum(np.abs(model.means - lo), np.abs(model.means - hi))
-        upper = model.peak - 0.5 * (near * near).sum(axis=1) / model.variances
-        lower = np.max(model.peak - 0.5 * (far * far).sum(axis=1) / model.variances)
-        return np.flatnonzero(upper >= lower - _NEGLIGIBLE)
+        near, far = _box_distances(self, model.means)
+        upper = model.peak - 0.5 * near / model.variances
+        lowest = model.peak - 0.5 * far / model.variances
+        live = upper >= lowest.max(axis=1)[:, None] - _NEGLIGIBLE
+        floor = _EXP_FLOOR[self.dtype] + model.offset
+        return live, (live & (lowest < floor)).any(axis=1)
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -265,26 +279,32 @@ def _log_joint_coefficients(mixture: Mixture, shift: np.ndarray, dtype=np.float6
 # ------------------------------------------------------------------------- E-step
 
 # Row sums below this are recomputed with the exact row maximum (see _e_step_block).
-_TINY_SUM = {np.float64: 1e-200, np.float32: 1e-30}
+_TINY_SUM = {np.float64: 1e-200, np.float32: 1e-20}
+# exp() of a number below log(smallest normal float) is a subnormal or 0, which NumPy
+# computes many times slower: log-joints are raised to this floor first. A row whose
+# terms are all that small has a sum below _TINY_SUM and is redone exactly.
+_EXP_FLOOR = {t: float(np.log(np.finfo(t).tiny)) + 1.0 for t in (np.float64, np.float32)}
 
 
-def _e_step_block(blocks: _Blocks, sl: slice, model: _LogJoint):
-    """The E-step on one block of rows: responsibilities by Bayes' rule in the log
-    domain, in factored form r_nk = p_nk / row_sum_n, over the live components.
+def _e_step_block(blocks: _Blocks, b: int, model: _LogJoint, live: np.ndarray,
+                  may_underflow: bool = True):
+    """The E-step on block b: responsibilities by Bayes' rule in the log domain, in
+    factored form r_nk = p_nk / row_sum_n, over the live components (L,) indices
+    (may_underflow: whether some log-joint can fall below _EXP_FLOOR; _Blocks.live).
 
-    -> live (L,) component indices, p (rows, L) = exp(L_nk - shift_n), row_sum (rows,)
-    float64, log_norm (rows,) = log p(x_n) = shift_n + log row_sum_n, where L_nk =
-    log pi_k + log N(x_n | k); r_nk = 0 for the other components (_Blocks.live).
-    The log-sum-exp shift is the upper bound `offset` (no pass for the row maximum);
-    rows whose terms all underflow (samples far from every component) are redone
-    with their exact maximum.
+    -> p (rows, L) = exp(L_nk - shift_n), row_sum (rows,) float64, log_norm (rows,)
+    = log p(x_n) = shift_n + log row_sum_n, where L_nk = log pi_k + log N(x_n | k);
+    r_nk = 0 for the other components (_Blocks.live). The log-sum-exp shift is the
+    upper bound `offset` (no pass for the row maximum); rows whose terms all
+    underflow (samples far from every component) are redone with their exact maximum.
     """
-    live = blocks.live(sl, model)
+    sl = blocks.slices[b]
     coef = model.coef[:, live]
     p = blocks.log_joint(sl, coef)  # L_nk - offset <= 0
+    if may_underflow:
+        np.maximum(p, _EXP_FLOOR[blocks.dtype], out=p)
     np.exp(p, out=p)
-    row_sum = p.sum(axis=1, dtype=np.float64)
-    shift = np.full(len(row_sum), model.offset)
+    row_sum = np.einsum("ij->i", p, dtype=np.float64)  # every sum in float64
     low = np.flatnonzero(row_sum < _TINY_SUM[blocks.dtype])
     if len(low):
         redo = blocks.log_joint(slice(sl.start + low[0], sl.start + low[-1] + 1), coef)
@@ -293,21 +313,26 @@ def _e_step_block(blocks: _Blocks, sl: slice, model: _LogJoint):
         redo -= row_max[:, None]
         np.exp(redo, out=redo)
         p[low], row_sum[low] = redo, redo.sum(axis=1, dtype=np.float64)
-        shift[low] += row_max
-    return live, p, row_sum, shift + np.log(row_sum)
+    log_norm = np.log(row_sum)
+    log_norm += model.offset
+    if len(low):
+        log_norm[low] += row_max
+    return p, row_sum, log_norm
 
 
 def _e_step_all(blocks: _Blocks, mixture: Mixture, normalise: bool = True):
     """_e_step_block over every block: resp (N, K) (or None), log_norm (N,), in the
     input's row order."""
     model = _log_joint(mixture, blocks.shift, blocks.dtype)
+    live, may_underflow = blocks.live(model)
 
-    def one_block(sl):
-        live, p, row_sum, log_norm = _e_step_block(blocks, sl, model)
+    def one_block(b):
+        columns = np.flatnonzero(live[b])
+        p, row_sum, log_norm = _e_step_block(blocks, b, model, columns, may_underflow[b])
         if not normalise:
             return None, log_norm
         resp = np.zeros((len(row_sum), mixture.k))
-        resp[:, live] = p / row_sum[:, None]
+        resp[:, columns] = p / row_sum[:, None]
         return resp, log_norm
 
     parts = blocks.map(one_block)
@@ -389,12 +414,14 @@ def _e_pass(blocks: _Blocks, mixture: Mixture):
     -> (total log-likelihood of `mixture`, stats (K, D+2), index of the sample the
     mixture explains worst)."""
     model = _log_joint(mixture, blocks.shift, blocks.dtype)
+    live, may_underflow = blocks.live(model)
 
-    def one_block(sl):
-        live, p, row_sum, log_norm = _e_step_block(blocks, sl, model)
+    def one_block(b):
+        sl, columns = blocks.slices[b], np.flatnonzero(live[b])
+        p, row_sum, log_norm = _e_step_block(blocks, b, model, columns, may_underflow[b])
         worst = int(np.argmin(log_norm))
         stats = np.zeros((mixture.k, mixture.d + 2))
-        stats[live] = _statistics(blocks, sl, p, row_sum)
+        stats[columns] = _statistics(blocks, sl, p, row_sum)
         return float(blocks.w[sl] @ log_norm), stats, float(log_norm[worst]), sl.start + worst
 
     parts = blocks.map(one_block)
@@ -424,24 +451,108 @@ def _reseed(blocks: _Blocks, mixture: Mixture, dead: np.ndarray, worst: int,
 
 # ------------------------------------------------------------------ initialisation
 
+def _box_distances(blocks: _Blocks, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances from every point (P, D) to the nearest and to the farthest
+    corner of every block's box: (B, P), (B, P)."""
+    lo, hi, points = blocks.lo[:, None, :], blocks.hi[:, None, :], points[None]
+    near = np.maximum(np.maximum(lo - points, points - hi), 0.0)
+    far = np.maximum(np.abs(points - lo), np.abs(points - hi))
+    return (near * near).sum(axis=2), (far * far).sum(axis=2)
+
+
+def _nearest(blocks: _Blocks, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """nearest_centre on prepared samples, centres (K, D) given as c - shift: labels
+    and squared distances (N,), in block order. In each block only the centres that
+    come nearer its box than some centre's farthest corner can be nearest to a row."""
+    d = centres.shape[1]
+    near, far = _box_distances(blocks, centres)
+    candidates = near <= far.min(axis=1)[:, None]
+    cc = (centres * centres).sum(axis=1)
+
+    def one_block(b):
+        sl, columns = blocks.slices[b], np.flatnonzero(candidates[b])
+        Y = blocks.xa64[sl, :d]
+        labels = columns[np.argmin(cc[columns] - 2.0 * Y @ centres[columns].T, axis=1)]
+        diff = Y - centres[labels]
+        return labels, (diff * diff).sum(axis=1)
+
+    parts = blocks.map(one_block)
+    return (np.concatenate([labels for labels, _ in parts]),
+            np.concatenate([sq for _, sq in parts]))
+
+
 def nearest_centre(X, centres) -> tuple[np.ndarray, np.ndarray]:
     """Index of the nearest centre of every sample and the squared distance to it.
 
     X: (N, D), centres: (K, D)  ->  labels (N,) int64, sq_dist (N,) float64. The
-    argmin uses the expansion ||x||^2 - 2 x.c + ||c||^2 in row blocks; the returned
-    distances are recomputed from the differences, so they are exact. Ties go to the
-    lowest index.
+    argmin uses the expansion ||x||^2 - 2 x.c + ||c||^2, block by block over the
+    centres that can be nearest in the block; the returned distances are recomputed
+    from the differences. Ties go to the lowest index.
     """
     X = np.asarray(X, dtype=np.float64)
     centres = np.asarray(centres, dtype=np.float64)
-    cc = (centres * centres).sum(axis=1)
-    labels = np.empty(len(X), dtype=np.int64)
-    rows = max(256, _BLOCK_ENTRIES // max(1, len(centres)))
-    for start in range(0, len(X), rows):
-        block = X[start:start + rows]
-        labels[start:start + len(block)] = np.argmin(cc - 2.0 * block @ centres.T, axis=1)
+    blocks = _Blocks(X, np.ones(len(X)), len(centres))
+    labels = blocks.unsort(_nearest(blocks, centres - blocks.shift)[0])
     diff = X - centres[labels]
     return labels, (diff * diff).sum(axis=1)
+
+
+def _greedy_centres(blocks: _Blocks, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ centres (k, D), as c - shift (see init_kmeans_plus_plus)."""
+    xa, w = blocks.xa64, blocks.w
+    n, d = xa.shape[0], xa.shape[1] - 2
+    n_candidates = 2 + int(math.log(k))
+    centres = np.empty((k, d))
+    centres[0] = xa[rng.choice(n, p=w / w.sum()), :d]
+    closest_sq = ((xa[:, :d] - centres[0]) ** 2).sum(axis=1)
+    to_candidates = np.ones((d + 2, n_candidates))  # [y, ||y||^2, 1] -> ||y - c||^2
+    candidates = np.zeros(n_candidates, dtype=np.int64)
+
+    def shortened(b):
+        """min(D_n^2, ||y_n - c||^2) for the block's rows (rows, candidates), and
+        its weighted sum over them (candidates,)."""
+        sl = blocks.slices[b]
+        sq = xa[sl] @ to_candidates
+        inside = (candidates >= sl.start) & (candidates < sl.stop)
+        sq[candidates[inside] - sl.start, np.flatnonzero(inside)] = 0.0  # exactly
+        np.minimum(sq, closest_sq[sl, None], out=sq)
+        return sq, np.einsum("n,nc->c", w[sl], sq)
+
+    for j in range(1, k):
+        cumulative = np.cumsum(w * closest_sq)
+        if not cumulative[-1] > 0:
+            raise ValueError(
+                f"k (={k}) exceeds the number of distinct samples with positive "
+                f"weight ({j}): a mixture cannot have more components than points")
+        draws = rng.random(n_candidates) * cumulative[-1]
+        candidates[:] = np.minimum(np.searchsorted(cumulative, draws, side="right"), n - 1)
+        chosen = xa[candidates, :d]
+        to_candidates[:d] = -2.0 * chosen.T
+        to_candidates[d + 1] = (chosen * chosen).sum(axis=1)
+        parts = blocks.map(shortened)
+        best = int(np.argmin(np.sum([total for _, total in parts], axis=0)))
+        centres[j] = chosen[best]
+        closest_sq = np.maximum(np.concatenate([sq[:, best] for sq, _ in parts]), 0.0)
+    return centres
+
+
+def _init_kmeans_plus_plus(blocks: _Blocks, k: int, rng: np.random.Generator,
+                           var_floor: float, lloyd_iterations: int) -> Mixture:
+    """init_kmeans_plus_plus on prepared samples."""
+    Y, w = blocks.xa64[:, :-2], blocks.w
+    d = Y.shape[1]
+    centres = _greedy_centres(blocks, k, rng)
+    for _ in range(lloyd_iterations):
+        labels, _ = _nearest(blocks, centres)
+        nk = np.bincount(labels, weights=w, minlength=k)
+        sums = np.stack([np.bincount(labels, weights=w * Y[:, j], minlength=k)
+                         for j in range(d)], axis=1)
+        filled = nk > 0
+        centres[filled] = sums[filled] / nk[filled, None]
+    labels, sq_dist = _nearest(blocks, centres)
+    nk = np.bincount(labels, weights=w, minlength=k)
+    spread = np.bincount(labels, weights=w * sq_dist, minlength=k) / (d * np.maximum(nk, 1e-300))
+    return Mixture(nk / nk.sum(), centres + blocks.shift, np.maximum(spread, var_floor))
 
 
 def init_kmeans_plus_plus(X, sample_weight, k: int, rng: np.random.Generator,
@@ -458,45 +569,15 @@ def init_kmeans_plus_plus(X, sample_weight, k: int, rng: np.random.Generator,
     weighted Lloyd steps (centre <- weighted mean of its samples; an empty cluster
     keeps its centre) move the centres off the sampled colours into their clusters,
     as scikit-learn's k-means start does. Each sample then goes to its nearest centre;
-    a component's weight and variance are its cluster's.
+    a component's weight and variance are its cluster's. The samples with positive
+    weight are taken in fit's order (a space-filling curve), so fit(seed=s) starts
+    from init_kmeans_plus_plus(X, w, k, default_rng(s)).
     X: (N, D), sample_weight: (N,)  ->  Mixture.
     """
     X = np.asarray(X, dtype=np.float64)
     w = np.asarray(sample_weight, dtype=np.float64)
-    n, d = X.shape
-    n_candidates = 2 + int(math.log(k))
-    centres = np.empty((k, d))
-    centres[0] = X[rng.choice(n, p=w / w.sum())]
-    closest_sq = ((X - centres[0]) ** 2).sum(axis=1)
-    xx = (X * X).sum(axis=1)
-    for j in range(1, k):
-        cumulative = np.cumsum(w * closest_sq)
-        if not cumulative[-1] > 0:
-            raise ValueError(
-                f"k (={k}) exceeds the number of distinct samples with positive "
-                f"weight ({j}): a mixture cannot have more components than points")
-        draws = rng.random(n_candidates) * cumulative[-1]
-        candidates = np.minimum(np.searchsorted(cumulative, draws, side="right"), n - 1)
-        # squared distances to the candidates by the expansion (one small product),
-        # exactly 0 at the candidates themselves so that none can be drawn twice
-        chosen = X[candidates]
-        sq = xx[:, None] - 2.0 * (X @ chosen.T) + (chosen * chosen).sum(axis=1)
-        sq[candidates, np.arange(n_candidates)] = 0.0
-        np.maximum(sq, 0.0, out=sq)
-        np.minimum(sq, closest_sq[:, None], out=sq)
-        best = int(np.argmin(w @ sq))
-        centres[j], closest_sq = X[candidates[best]], sq[:, best]
-    for _ in range(lloyd_iterations):
-        labels, _ = nearest_centre(X, centres)
-        nk = np.bincount(labels, weights=w, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=w * X[:, j], minlength=k)
-                         for j in range(d)], axis=1)
-        filled = nk > 0
-        centres[filled] = sums[filled] / nk[filled, None]
-    labels, sq_dist = nearest_centre(X, centres)
-    nk = np.bincount(labels, weights=w, minlength=k)
-    spread = np.bincount(labels, weights=w * sq_dist, minlength=k) / (d * np.maximum(nk, 1e-300))
-    return Mixture(nk / nk.sum(), centres, np.maximum(spread, var_floor))
+    X, w = X[w > 0], w[w > 0]
+    return _init_kmeans_plus_plus(_Blocks(X, w, k), k, rng, var_floor, lloyd_iterations)
 
 
 def init_random(X, sample_weight, k: int, rng: np.random.Generator) -> Mixture:
@@ -561,8 +642,8 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     best, finals = None, []
     for _ in range(n_init):
         if not explicit:
-            start = (init_kmeans_plus_plus(X64, w, k, rng, var_floor) if init == "kmeans++"
-                     else init_random(X64, w, k, rng))
+            start = (_init_kmeans_plus_plus(blocks, k, rng, var_floor, 10)
+                     if init == "kmeans++" else init_random(X64, w, k, rng))
         result = _run_em(blocks, start, total_weight, tol, max_iter, var_floor,
                          bool(accelerate))
         finals.append(result.log_likelihood)
@@ -676,7 +757,7 @@ def predict(mixture: Mixture, X) -> np.ndarray:
     """Most probable component of each sample: (N, D)  ->  (N,) int64 labels."""
     blocks = _query_blocks(mixture, X)
     coef, _ = _log_joint_coefficients(mixture, blocks.shift)
-    parts = blocks.map(lambda sl: np.argmax(blocks.log_joint(sl, coef), axis=1))
+    parts = blocks.map(lambda b: np.argmax(blocks.log_joint(blocks.slices[b], coef), axis=1))
     return blocks.unsort(np.concatenate(parts).astype(np.int64))
 
 

@@ -140,12 +140,16 @@ def test_bit_identical_whatever_the_number_of_threads(monkeypatch, threads):
 
 
 def test_float32_blocks_agree_with_one_block():
-    """In float32 (E-step in float32, sums in float64) the block partition still only
-    reorders float64 additions of the same float32 terms."""
+    """In float32 (E-step in float32, sums in float64) the block partition reorders
+    float64 additions of the same float32 terms: the first log-likelihood agrees to
+    float64 rounding. Parameters that then differ in their last float64 bits can round
+    to different float32 coefficients, which moves a few terms by float32 rounding:
+    the later log-likelihoods agree to 1e-11."""
     X, _ = colours_and_counts()
     X32 = X.astype(np.float32)
     many, one = run(MANY, X32), run(ONE, X32)
     assert_rel_close(many.means, one.means, 1e-12, "means (float32)")
     assert_variances_close(many, one, 1e-12)
-    assert_rel_close(many.history, one.history, 1e-12, "history (float32)")
+    assert_rel_close(many.history[:1], one.history[:1], 1e-15, "first log-likelihood (float32)")
+    assert_rel_close(many.history, one.history, 1e-11, "history (float32)")
     assert_identical(run(MANY, X32), many)

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.collections import PatchCollection
 from matplotlib.patches import Circle, Rectangle
 from matplotlib.ticker import FixedLocator, NullLocator
 
@@ -203,24 +204,29 @@ def palettes(sweep: Sweep):
     rows = len(sweep.ks)
     fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * rows + 0.7), layout="constrained")
     sig_max = max(float(np.sqrt(np.max(sweep.metrics[k]["model"]["variances"]))) for k in sweep.ks)
+    boxes = []
     for row, k in enumerate(sweep.ks):
         model = sweep.metrics[k]["model"]
         pi = np.asarray(model["weights"])
         mu = np.clip(np.asarray(model["means"]), 0, 1)
         sigma = np.sqrt(np.asarray(model["variances"]))
         left, y = 0.0, rows - 1 - row
+        edge = dict(edgecolor="white", lw=0.5) if k <= 16 else dict(edgecolor="none", lw=0)
         for j in np.argsort(-pi, kind="stable"):
-            ax.add_patch(Rectangle((left, y + 0.35), pi[j], 0.5, facecolor=mu[j],
-                                   edgecolor="white" if k <= 16 else "none", lw=0.5))
-            ax.add_patch(Rectangle((left, y + 0.05), pi[j], 0.28 * sigma[j] / sig_max,
-                                   facecolor="0.45", edgecolor="white" if k <= 16 else "none",
-                                   lw=0.5))
+            boxes.append(Rectangle((left, y + 0.35), pi[j], 0.5, facecolor=mu[j], **edge))
+            boxes.append(Rectangle((left, y + 0.05), pi[j], 0.28 * sigma[j] / sig_max,
+                                   facecolor="0.45", **edge))
             if k <= 4 and pi[j] >= 0.2:
                 light = mu[j] @ np.array([0.299, 0.587, 0.114]) > 0.5
                 ax.text(left + pi[j] / 2, y + 0.6, f"$\\pi$={pi[j]:.2f}  $\\sigma$={sigma[j]:.3f}",
                         ha="center", va="center", fontsize=FONT - 2,
                         color="black" if light else "white")
             left += pi[j]
+    # One collection draws the rectangles at once (hundreds of patches, one by one, took
+    # seconds); no edge is a width of 0 and joins are mitred, as a patch draws them, so the
+    # picture is the same to the pixel.
+    ax.add_collection(PatchCollection(boxes, match_original=True, joinstyle="miter"),
+                      autolim=False)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, rows)
     ax.set_yticks(np.arange(rows) + 0.5, [f"K = {k}" for k in reversed(sweep.ks)])

@@ -658,7 +658,7 @@ class ReportPDFExporter(PDFExporter):
             if _read_back_state(Path.cwd()) == before:
                 break
         return self.run_command(XDV_TO_PDF_COMMAND, os.path.splitext(filename)[0], 1,
-                                log_error, raise_on_failure and XdvToPdfFailed)
+                                log_error, XdvToPdfFailed if raise_on_failure else None)
 
     def run_bib(self, filename, raise_on_failure=False):  # noqa: ARG002 - no citations
         return False

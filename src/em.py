@@ -106,7 +106,10 @@ class FitResult(Mixture):
     whether the gain per unit of sample weight fell below tol; reseeds: iterations
     at which a component that had lost all its weight was re-seeded (the
     log-likelihood may drop there); total_weight: sum of the sample weights (pixels);
-    restarts: (n_init,) final log-likelihood of every restart (the best won).
+    restarts: (n_init,) final log-likelihood of every restart (the best won);
+    moves: iterations at which a split-and-merge move was kept (the log-likelihood
+    drops there, then climbs above its best before the move); move_trials: the moves
+    tried, kept or not.
     """
 
     log_likelihood: float = 0.0
@@ -116,6 +119,8 @@ class FitResult(Mixture):
     reseeds: tuple = ()
     total_weight: float = 0.0
     restarts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    moves: tuple = ()
+    move_trials: int = 0
 
     @property
     def mixture(self) -> Mixture:
@@ -603,7 +608,8 @@ def init_random(X, sample_weight, k: int, rng: np.random.Generator) -> Mixture:
 
 def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: float = 1e-5,
         max_iter: int = 1000, seed: int = 0, var_floor: float = QUANTISATION_VARIANCE,
-        block_rows: int | None = None, accelerate: bool = True) -> FitResult:
+        block_rows: int | None = None, accelerate: bool = True,
+        split_merge: int = 0) -> FitResult:
     """Fit a mixture of k isotropic Gaussians to X by EM.
 
     X: (N, D) samples (float32 input keeps a float32 E-step, sums in float64);
@@ -617,12 +623,15 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     var_floor: smallest variance; block_rows: rows per block (None: from k; results
     differ across block sizes only by rounding, never across thread counts);
     accelerate: SQUAREM extrapolation between EM steps (False: plain EM; both stop
-    at the same fixed point).
+    at the same fixed point); split_merge: after the restarts, try split-and-merge
+    moves from the best fit until this many in a row gain nothing (0: none; _refine).
     """
     X, w, k, dtype = _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor,
                                seed, block_rows)
     if not isinstance(accelerate, (bool, np.bool_)):
         raise ValueError(f"accelerate must be True or False, got {accelerate!r}")
+    if not _is_integer(split_merge) or split_merge < 0:
+        raise ValueError(f"split_merge must be an integer >= 0, got {split_merge!r}")
     if not w.all():
         # A weight-0 sample adds nothing, but it may be the worst-explained one: a
         # component re-seeded there would die and be re-seeded there forever.
@@ -650,6 +659,9 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
         if best is None or result.log_likelihood > best.log_likelihood:
             best = result
     best = replace(best, restarts=np.array(finals))
+    if split_merge and k >= 3:
+        best = _refine(blocks, best, total_weight, tol, max_iter, var_floor,
+                       bool(accelerate), rng, split_merge)
     if not best.converged:
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} iterations (last gain per "
@@ -704,6 +716,70 @@ def _run_em(blocks: _Blocks, mixture: Mixture, total_weight: float, tol: float,
                      log_likelihood=ll, history=np.array(history), n_iter=n_iter,
                      converged=converged, reseeds=tuple(reseeds),
                      total_weight=total_weight)
+
+
+# A split-and-merge move is kept when it gains more than this per unit of sample weight.
+_MOVE_GAIN = 1e-3
+
+
+def _split_merge(mixture: Mixture, split: int, rng: np.random.Generator) -> Mixture:
+    """One split-and-merge move (after Ueda et al., 2000). The two components nearest
+    each other, by ||mu_i - mu_j||^2 / (s_i + s_j) and other than `split`, become one
+    with the pair's weight, mean and variance; `split` becomes two, each with half its
+    weight and its variance, half a standard deviation either side of its mean along
+    a random direction. K >= 3."""
+    weights, means, variances = (mixture.weights.copy(), mixture.means.copy(),
+                                 mixture.variances.copy())
+    d = means.shape[1]
+    closeness = (((means[:, None] - means[None]) ** 2).sum(axis=2)
+                 / (variances[:, None] + variances[None]))
+    closeness[split, :] = closeness[:, split] = np.inf
+    np.fill_diagonal(closeness, np.inf)
+    i, j = np.unravel_index(np.argmin(closeness), closeness.shape)
+    pair = weights[i] + weights[j]
+    mean = (weights[i] * means[i] + weights[j] * means[j]) / pair
+    spread = [variances[m] + ((means[m] - mean) ** 2).sum() / d for m in (i, j)]
+    variances[i] = (weights[i] * spread[0] + weights[j] * spread[1]) / pair
+    weights[i], means[i] = pair, mean
+    direction = rng.normal(size=d)
+    offset = 0.5 * math.sqrt(variances[split]) * direction / np.linalg.norm(direction)
+    weights[split] = weights[j] = weights[split] / 2.0
+    means[j], variances[j] = means[split] + offset, variances[split]
+    means[split] = means[split] - offset
+    return Mixture(weights, means, variances)
+
+
+def _refine(blocks: _Blocks, best: FitResult, total_weight: float, tol: float,
+            max_iter: int, var_floor: float, accelerate: bool, rng: np.random.Generator,
+            patience: int) -> FitResult:
+    """Split-and-merge search from a converged fit. EM seldom leaves a basin in which
+    one component covers two clusters while two others share one (e.g. a bright sky
+    under one broad component). Each component in turn, by decreasing weight, is
+    split while the nearest other pair merges (_split_merge), and EM runs from there;
+    the first move that gains more than _MOVE_GAIN per unit weight is kept and the
+    search starts again from it. It stops when `patience` moves in a row, or all K,
+    gained nothing. The history runs on through the kept moves."""
+    restarts, history, reseeds, moves = best.restarts, list(best.history), list(best.reseeds), []
+    trials = failures = 0
+    while failures < patience:
+        for split in np.argsort(-best.weights, kind="stable"):
+            trial = _run_em(blocks, _split_merge(best, int(split), rng), total_weight, tol,
+                            max_iter, var_floor, accelerate)
+            trials += 1
+            if trial.log_likelihood > best.log_likelihood + _MOVE_GAIN * total_weight:
+                moves.append(len(history))  # its first iteration, as for reseeds
+                reseeds += [len(history) - 1 + i for i in trial.reseeds]
+                history += list(trial.history[1:])
+                best, failures = trial, 0
+                break
+            failures += 1
+            if failures == patience:
+                break
+        else:
+            break
+    return replace(best, history=np.array(history), n_iter=len(history) - 1,
+                   reseeds=tuple(reseeds), restarts=restarts, moves=tuple(moves),
+                   move_trials=trials)
 
 
 def _extrapolate(m0: Mixture, m1: Mixture, m2: Mixture, step_max: float, var_floor: float):

@@ -557,6 +557,9 @@ BAD_INPUTS = {
     "seed 1.5": (dict(seed=1.5), "seed"),
     "accelerate 1": (dict(accelerate=1), "accelerate"),
     "accelerate None": (dict(accelerate=None), "accelerate"),
+    "split_merge negative": (dict(split_merge=-1), "split_merge"),
+    "split_merge 1.5": (dict(split_merge=1.5), "split_merge"),
+    "split_merge True": (dict(split_merge=True), "split_merge"),
     # init
     "init unknown string": (dict(init="kmeans"), "init"),
     "init None": (dict(init=None), "init"),
@@ -989,3 +992,63 @@ def test_lloyd_iterations_never_raise_the_k_means_objective():
                                          lloyd_iterations=steps)
         objective.append(counts @ em.nearest_centre(colours, start.means)[1])
     assert np.all(np.diff(objective) <= 1e-12 * objective[0]) and objective[-1] < objective[0]
+
+
+# ------------------------------------------------------------------ split and merge
+
+def three_clusters(n=300, seed=0):
+    """Three round clusters of equal size in the RGB cube: (3n, 3)."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.2, 0.2, 0.2], [0.8, 0.2, 0.3], [0.5, 0.8, 0.6]])
+    return np.repeat(centres, n, axis=0) + rng.normal(0.0, 0.03, (3 * n, 3)), centres
+
+
+def test_split_merge_leaves_a_basin_plain_em_cannot():
+    """Two components on one cluster and one across the other two is a fixed point
+    EM does not leave; a split-and-merge move does, and finds the three clusters."""
+    X, centres = three_clusters()
+    stuck = em.Mixture(np.array([1 / 6, 1 / 6, 2 / 3]),
+                       np.array([[0.19, 0.2, 0.2], [0.21, 0.2, 0.2], [0.65, 0.5, 0.45]]),
+                       np.array([0.001, 0.001, 0.05]))
+    plain = em.fit(X, 3, init=stuck, tol=1e-8, max_iter=2000)
+    moved = em.fit(X, 3, init=stuck, tol=1e-8, max_iter=2000, split_merge=3)
+    found = np.sort(moved.means, axis=0)
+    assert np.abs(found - np.sort(centres, axis=0)).max() < 0.01
+    assert moved.mean_log_likelihood > plain.mean_log_likelihood + 0.1
+    assert len(moved.moves) >= 1 and moved.move_trials >= len(moved.moves)
+
+
+@pytest.mark.parametrize("k", [4, 12])
+def test_split_merge_history_and_its_moves(k):
+    """The result is never below the restarts' best; the history climbs between the
+    kept moves (and re-seeds), ends at the returned log-likelihood, and has n_iter + 1
+    entries; each kept move gained more than the threshold."""
+    X = photo(60)
+    base = quiet_fit(X, k, seed=1, tol=1e-5, max_iter=500)
+    result = quiet_fit(X, k, seed=1, tol=1e-5, max_iter=500, split_merge=3)
+    assert result.log_likelihood >= base.log_likelihood
+    np.testing.assert_array_equal(result.restarts, base.restarts)
+    assert len(result.history) == result.n_iter + 1
+    assert result.history[-1] == result.log_likelihood
+    drops = set(result.moves) | set(result.reseeds)  # iterations: history[i - 1] -> [i]
+    steps = np.diff(result.history)
+    assert all(step >= 0 for i, step in enumerate(steps) if i + 1 not in drops)
+    if result.moves:
+        before = result.history[result.moves[0] - 1]
+        assert result.log_likelihood > before + em._MOVE_GAIN * len(X)
+
+
+def test_split_merge_is_deterministic_whatever_the_threads(monkeypatch):
+    X = photo(60)
+    first = em.fit(X, 8, seed=2, tol=1e-4, split_merge=2)
+    monkeypatch.setattr(em, "_POOL", ThreadPoolExecutor(max_workers=1))
+    again = em.fit(X, 8, seed=2, tol=1e-4, split_merge=2)
+    for name in ("weights", "means", "variances", "history"):
+        assert getattr(first, name).tobytes() == getattr(again, name).tobytes(), name
+    assert (first.moves, first.move_trials) == (again.moves, again.move_trials)
+
+
+def test_split_merge_needs_three_components():
+    X, _ = three_clusters(50)
+    result = em.fit(X, 2, seed=0, split_merge=5)
+    assert result.moves == () and result.move_trials == 0

@@ -23,12 +23,13 @@ KS       ?= $(call default,KS)
 SEED     ?= $(call default,SEED)
 INIT     ?= $(call default,INIT)
 N_INIT   ?= $(call default,N_INIT)
+SPLIT_MERGE ?= $(call default,SPLIT_MERGE)
 TOL      ?= $(call default,TOL)
 MAX_ITER ?= $(call default,MAX_ITER)
 
 # The committed report/ is made only with the defaults above, none given on the command
 # line or in the environment; any other run writes its report to output/<image>/report/.
-CANONICAL := $(if $(filter-out file,$(origin KS) $(origin SEED) $(origin INIT) $(origin N_INIT) \
+CANONICAL := $(if $(filter-out file,$(origin KS) $(origin SEED) $(origin INIT) $(origin N_INIT) $(origin SPLIT_MERGE) \
                $(origin TOL) $(origin MAX_ITER)),,$(if $(IMAGE),,1))
 
 # make splits words at spaces and the recipes quote with '': refuse such paths up front.
@@ -73,7 +74,7 @@ endef
 
 help: ## List the targets and parameters
 	@echo "make <target> [IMAGE=path] [KS=\"$(call default,KS)\"] [SEED=$(call default,SEED)] [N_INIT=$(call default,N_INIT)]"
-	@echo "              [TOL=$(call default,TOL)] [MAX_ITER=$(call default,MAX_ITER)] [INIT=kmeans++|random]"
+	@echo "              [SPLIT_MERGE=$(call default,SPLIT_MERGE)] [TOL=$(call default,TOL)] [MAX_ITER=$(call default,MAX_ITER)] [INIT=kmeans++|random]"
 	@echo "              [JOBS=$(JOBS)] [LAB_ARGS=\"--port=8890 --ip=0.0.0.0\"]"
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -95,19 +96,19 @@ $(DEV): requirements-dev.txt $(ENV)
 .PHONY: check-params
 check-params: $(ENV)
 	@$(PY) -m pipeline.params IMAGE='$(IMAGE)' KS='$(KS)' SEED='$(SEED)' INIT='$(INIT)' \
-	  N_INIT='$(N_INIT)' TOL='$(TOL)' MAX_ITER='$(MAX_ITER)'
+	  N_INIT='$(N_INIT)' SPLIT_MERGE='$(SPLIT_MERGE)' TOL='$(TOL)' MAX_ITER='$(MAX_ITER)'
 
 # ---- Experiments: one papermill run of notebooks/experiment.ipynb per K
 experiments: $(RUNS) | check-params ## Fit every K in KS (output/<image>/k-<K>/)
 
 # The parameters of a run, rewritten only when they change, so a change reruns that K.
 $(OUT)/params/k-%.txt: FORCE | check-params
-	$(call write_if_changed,image=$(IMAGE) k=$* seed=$(SEED) init=$(INIT) n_init=$(N_INIT) tol=$(TOL) max_iter=$(MAX_ITER))
+	$(call write_if_changed,image=$(IMAGE) k=$* seed=$(SEED) init=$(INIT) n_init=$(N_INIT) split_merge=$(SPLIT_MERGE) tol=$(TOL) max_iter=$(MAX_ITER))
 
 # A K's directory is replaced as a whole, only after its run succeeded (--stage).
 $(OUT)/k-%/experiment.ipynb: notebooks/experiment.ipynb $(CODE) $(wildcard $(IMAGE)) $(OUT)/params/k-%.txt $(ENV)
 	$(RUN_NOTEBOOK) notebooks/experiment.ipynb $@ --cwd notebooks --stage output_dir \
-	  -p image '$(IMAGE)' -p k $* -p seed $(SEED) -p init '$(INIT)' -p n_init $(N_INIT) \
+	  -p image '$(IMAGE)' -p k $* -p seed $(SEED) -p init '$(INIT)' -p n_init $(N_INIT) -p split_merge $(SPLIT_MERGE) \
 	  -p tol $(TOL) -p max_iter $(MAX_ITER)
 
 # ---- Report: the derivation and the results, rendered to HTML and PDF
@@ -184,7 +185,7 @@ STUDY_IMAGE ?= $(shell $(PYTHON) src/pipeline/paths.py study-image)
 
 study: $(ENV) ## Sweep K on the original study's photograph (5 seeds + its random start) -> report/data/study.json
 	@test -f '$(STUDY_IMAGE)' || { echo "make study needs the study's photograph at $(STUDY_IMAGE) (STUDY_IMAGE=...)" >&2; exit 1; }
-	$(PY) -m pipeline.study '$(STUDY_IMAGE)' $(STUDY_DATA) --ks '$(KS)' --n-init $(N_INIT) --tol $(TOL) --max-iter $(MAX_ITER)
+	$(PY) -m pipeline.study '$(STUDY_IMAGE)' $(STUDY_DATA) --ks '$(KS)' --n-init $(N_INIT) --split-merge $(SPLIT_MERGE) --tol $(TOL) --max-iter $(MAX_ITER)
 
 # ---- Checks
 test: $(DEV) ## Run the test suite

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 import em
-from pipeline import machine
+from pipeline import defaults, machine
 from pipeline.atomic import write_json
 from pipeline.images import distinct_colours, load_rgb
 from pipeline.paths import BENCH_DATA, ROOT, STUDY_IMAGE, default_image
@@ -62,7 +62,9 @@ REFERENCE = STUDY_IMAGE
 OUTPUT = BENCH_DATA
 OUTPUT_QUICK = ROOT / "output" / "bench" / "bench-quick.json"
 KS = (2, 4, 8, 16, 32, 64, 128)
-REPORT_SETTINGS = dict(init="kmeans++", n_init=3, tol=1e-4, max_iter=2000, seed=0)
+REPORT_SETTINGS = dict(init=defaults.INIT, n_init=defaults.N_INIT,
+                       split_merge=defaults.SPLIT_MERGE, tol=defaults.TOL,
+                       max_iter=defaults.MAX_ITER, seed=defaults.SEED)
 ROUNDS = 3
 MIB = 1024.0 ** 2
 

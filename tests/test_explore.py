@@ -49,8 +49,8 @@ def _assert_same_fit(a: em.FitResult, b: em.FitResult):
 
 
 @pytest.mark.parametrize("change", [
-    {"k": 7}, {"seed": 3}, {"init": "random"}, {"n_init": 2},
-    {"k": 3, "seed": 5, "init": "random", "n_init": 3},
+    {"k": 7}, {"seed": 3}, {"init": "random"}, {"n_init": 2}, {"split_merge": 0},
+    {"k": 3, "seed": 5, "init": "random", "n_init": 3, "split_merge": 4},
 ])
 def test_a_change_refits_with_the_numbers_of_em_fit(explorer, image_dir, change):
     for name, value in change.items():
@@ -58,7 +58,8 @@ def test_a_change_refits_with_the_numbers_of_em_fit(explorer, image_dir, change)
     s = explorer.settings
     colours, counts = _colours(image_dir / "small.png")
     expected = em.fit(colours, s.k, sample_weight=counts, init=s.init, n_init=s.n_init,
-                      tol=explore.TOL, max_iter=explore.MAX_ITER, seed=s.seed)
+                      split_merge=s.split_merge, tol=explore.TOL, max_iter=explore.MAX_ITER,
+                      seed=s.seed)
     _assert_same_fit(explorer.result, expected)
     assert "⚠" not in explorer.message
     assert explorer.mixture.k == s.k and len(explorer.summary.palette) == s.k
@@ -100,7 +101,7 @@ def test_a_preview_is_said_so_and_the_button_fits_every_pixel(image_dir, monkeyp
     preview = explorer.picture
     _assert_same_fit(explorer.result, em.fit(
         preview.colours, 4, sample_weight=preview.counts, tol=explore.TOL,
-        max_iter=explore.MAX_ITER, seed=1))
+        max_iter=explore.MAX_ITER, seed=1, split_merge=explorer.settings.split_merge))
 
     explorer.full_button.click()
     assert explorer.picture.shape == (75, 64)
@@ -108,7 +109,7 @@ def test_a_preview_is_said_so_and_the_button_fits_every_pixel(image_dir, monkeyp
     colours, counts = _colours(image_dir / "small.png")
     _assert_same_fit(explorer.result, em.fit(colours, 4, sample_weight=counts,
                                              tol=explore.TOL, max_iter=explore.MAX_ITER,
-                                             seed=1))
+                                             seed=1, split_merge=explorer.settings.split_merge))
 
 
 def test_steps_are_plain_em_iterations_from_the_start(explorer, image_dir):

@@ -283,9 +283,10 @@ def test_the_notebooks_defaults_are_makes():
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     values = {}
     exec(cell.source, {}, values)  # plain assignments of literals
-    assert (values["seed"], values["init"], values["n_init"], values["tol"],
-            values["max_iter"]) == (defaults.SEED, defaults.INIT, defaults.N_INIT,
-                                    defaults.TOL, defaults.MAX_ITER)
+    assert (values["seed"], values["init"], values["n_init"], values["split_merge"],
+            values["tol"], values["max_iter"]) == (defaults.SEED, defaults.INIT,
+                                                   defaults.N_INIT, defaults.SPLIT_MERGE,
+                                                   defaults.TOL, defaults.MAX_ITER)
     made = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True)
     assert f'KS="{" ".join(map(str, defaults.KS))}"' in made.stdout
 

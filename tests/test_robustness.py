@@ -70,7 +70,8 @@ BAD = [
     ("KS", "2.5"), ("KS", "abc"), ("KS", "0"), ("KS", "257"), ("KS", "2 x"), ("KS", ""),
     ("KS", "08"), ("SEED", "abc"), ("SEED", "-1"), ("TOL", "abc"), ("TOL", "0"),
     ("TOL", "-1e-4"), ("TOL", "nan"), ("TOL", "inf"), ("N_INIT", "0"), ("N_INIT", "1.5"),
-    ("MAX_ITER", "0"), ("MAX_ITER", "ten"), ("INIT", "kmeans"),
+    ("MAX_ITER", "0"), ("MAX_ITER", "ten"), ("INIT", "kmeans"), ("SPLIT_MERGE", "-1"),
+    ("SPLIT_MERGE", "two"),
 ]
 
 

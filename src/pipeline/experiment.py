@@ -51,7 +51,7 @@ def psnr_db(error: float) -> float:
 
 
 def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
-            tol: float, max_iter: int, path: Path, rgb: np.ndarray,
+            split_merge: int, tol: float, max_iter: int, path: Path, rgb: np.ndarray,
             colours: np.ndarray, counts: np.ndarray, colour_labels: np.ndarray,
             indexed_png: Path,
             fit_seconds: float, wall_seconds: float) -> dict:
@@ -78,8 +78,9 @@ def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
             "file_bytes": file_bytes,
         },
         "k": k, "seed": seed, "init": init,
-        "n_init": n_init, "tol": tol, "max_iter": max_iter,
+        "n_init": n_init, "split_merge": split_merge, "tol": tol, "max_iter": max_iter,
         "iterations": result.n_iter,
+        "moves": list(result.moves), "move_trials": result.move_trials,
         "converged": bool(result.converged),
         "reseeds": list(result.reseeds),
         "log_likelihood": result.log_likelihood,

@@ -111,12 +111,14 @@ def load_upload(name: str, content: bytes) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Settings:
-    """What the widgets choose: K, seed, start, restarts, labelling rule."""
+    """What the widgets choose: K, seed, start, restarts (one, for speed),
+    split-and-merge patience (make report's), labelling rule."""
 
     k: int = 16
     seed: int = 0
     init: str = "kmeans++"
     n_init: int = 1
+    split_merge: int = defaults.SPLIT_MERGE
     labels: str = "map"
 
 
@@ -142,7 +144,8 @@ def fit(picture: Picture, settings: Settings) -> em.FitResult:
     with warnings.catch_warnings():  # FitResult.converged says it, on screen
         warnings.simplefilter("ignore", em.ConvergenceWarning)
         return em.fit(picture.colours, settings.k, sample_weight=picture.counts,
-                      init=settings.init, n_init=settings.n_init, tol=TOL,
+                      init=settings.init, n_init=settings.n_init,
+                      split_merge=settings.split_merge, tol=TOL,
                       max_iter=MAX_ITER, seed=settings.seed)
 
 
@@ -379,6 +382,9 @@ class Explorer:
                                      description="seed", layout=w.Layout(width="180px"))
         self.n_init = w.BoundedIntText(value=settings.n_init, min=1, max=20,
                                        description="restarts", layout=w.Layout(width="180px"))
+        self.split_merge = w.BoundedIntText(value=settings.split_merge, min=0, max=20,
+                                            description="split-merge",
+                                            layout=w.Layout(width="180px"))
         auto = {"button_width": "auto"}
         self.init = w.ToggleButtons(options=[(v, k) for k, v in INITS.items()],
                                     value=settings.init, description="start", style=auto)
@@ -394,7 +400,7 @@ class Explorer:
         self.palette = w.HTML()
         self.metrics = w.HTML()
 
-        for control in (self.k, self.seed, self.n_init, self.init):
+        for control in (self.k, self.seed, self.n_init, self.split_merge, self.init):
             control.observe(lambda _: self.refit(), names="value")
         self.image.observe(lambda _: self.refit(), names="value")
         self.labels.observe(lambda _: self.relabel(), names="value")
@@ -404,7 +410,7 @@ class Explorer:
 
         self.widget = w.VBox([
             w.HBox([self.image, self.upload]),
-            w.HBox([self.k, self.seed, self.n_init]),
+            w.HBox([self.k, self.seed, self.n_init, self.split_merge]),
             self.init, self.labels,
             w.HBox([self.full_button, self.step_button]),
             self.status,
@@ -420,7 +426,8 @@ class Explorer:
     @property
     def settings(self) -> Settings:
         return Settings(int(self.k.value), int(self.seed.value), self.init.value,
-                        int(self.n_init.value), self.labels.value)
+                        int(self.n_init.value), int(self.split_merge.value),
+                        self.labels.value)
 
     @property
     def message(self) -> str:

@@ -17,7 +17,16 @@ METHODS = ("EM", "k-means", "median cut")
 def start_name(init: str) -> str:
     """An initialisation as the text names it ("kmeans++" -> "k-means++")."""
     return params.INITS.get(init, init)
+
+
 VISIBLE_DB = 30.0   # PSNR above which a palette image is commonly hard to tell apart
+
+
+def split_merge_clause(m: dict) -> str:
+    """", then split-and-merge moves ..." when a run used them, else ""."""
+    patience = m.get("split_merge", 0)
+    return (f", then split-and-merge moves until {patience} in a row gained nothing"
+            if patience else "")
 
 
 def k_list(ks) -> str:
@@ -145,8 +154,8 @@ def convergence(sweep: Sweep) -> str:
     n, where = reseeds(sweep)
     m0 = sweep.metrics[sweep.ks[0]]
     text = (f"EM ran {it.min()} (K = {sweep.ks[int(it.argmin())]}) to {it.max()} iterations "
-            f"(K = {sweep.ks[int(it.argmax())]}), best of {m0['n_init']} {start_name(m0['init'])} starts, "
-            f"stopping when the gain fell below {m0['tol']:g} per pixel. ")
+            f"(K = {sweep.ks[int(it.argmax())]}), best of {m0['n_init']} {start_name(m0['init'])} starts"
+            f"{split_merge_clause(m0)}, stopping when the gain fell below {m0['tol']:g} per pixel. ")
     drops = [k for k in sweep.ks if _drops(sweep.metrics[k])]
     text += ("The log-likelihood never decreased between iterations" if not drops else
              f"The log-likelihood decreased outside a re-seed at K = {k_list(drops)}")
@@ -163,7 +172,8 @@ def convergence(sweep: Sweep) -> str:
 def _drops(m: dict) -> bool:
     h = np.asarray(m["history"], dtype=float)
     steps = np.diff(h)
-    return any(s < -1e-12 * abs(h[i]) and i + 1 not in m["reseeds"] for i, s in enumerate(steps))
+    allowed = set(m["reseeds"]) | set(m.get("moves", ()))  # iterations that may drop
+    return any(s < -1e-12 * abs(h[i]) and i + 1 not in allowed for i, s in enumerate(steps))
 
 
 def smallest_k(sweep: Sweep) -> str:
@@ -256,7 +266,8 @@ def data_sentence(sweep: Sweep) -> str:
     return (f"This image has {info['pixels']:,} pixels but {info['distinct_colours']:,} "
             f"distinct colours, {info['pixels'] / info['distinct_colours']:.1f} times fewer "
             f"rows to fit. Each K was fitted from {m['n_init']} {start_name(m['init'])} starts (seed "
-            f"{m['seed']}), stopping when the gain fell below {m['tol']:g} per pixel.")
+            f"{m['seed']}){split_merge_clause(m)}, stopping when the gain fell below "
+            f"{m['tol']:g} per pixel.")
 
 
 def study_text(data: dict) -> str:

@@ -1,6 +1,6 @@
 """The parameters of a run, checked before anything is written.
 
-    python -m pipeline.params IMAGE=... KS="2 4" SEED=0 INIT=kmeans++ N_INIT=3 TOL=1e-4 MAX_ITER=2000
+    python -m pipeline.params IMAGE=... KS="2 4" SEED=0 INIT=kmeans++ N_INIT=3 SPLIT_MERGE=0 TOL=1e-4 MAX_ITER=2000
 
 The Makefile runs this before it creates any file; the experiment notebook calls
 `check` on its own parameters. A bad value raises ParameterError (exit status 2 from
@@ -73,6 +73,10 @@ def check_n_init(n_init, name: str = "n_init") -> int:
     return _integer(name, n_init, 1)
 
 
+def check_split_merge(split_merge, name: str = "split_merge") -> int:
+    return _integer(name, split_merge, 0)
+
+
 def check_max_iter(max_iter, name: str = "max_iter") -> int:
     return _integer(name, max_iter, 1)
 
@@ -106,7 +110,8 @@ def check_image(image, name: str = "image") -> Path:
 
 
 def check(*, image="", k=None, ks=None, seed=defaults.SEED, init=defaults.INIT,
-          n_init=defaults.N_INIT, tol=defaults.TOL, max_iter=defaults.MAX_ITER,
+          n_init=defaults.N_INIT, split_merge=defaults.SPLIT_MERGE, tol=defaults.TOL,
+          max_iter=defaults.MAX_ITER,
           upper: bool = False) -> dict:
     """Every parameter checked and converted: a dict of the same names (image -> its
     Path under "path"). `upper` names them as the Makefile does (KS, SEED...)."""
@@ -117,6 +122,7 @@ def check(*, image="", k=None, ks=None, seed=defaults.SEED, init=defaults.INIT,
         "seed": check_seed(seed, n("seed")),
         "init": check_init(init, n("init")),
         "n_init": check_n_init(n_init, n("n_init")),
+        "split_merge": check_split_merge(split_merge, n("split_merge")),
         "tol": check_tol(tol, n("tol")),
         "max_iter": check_max_iter(max_iter, n("max_iter")),
     }
@@ -134,8 +140,8 @@ def main(argv=None) -> int:
     values = {}
     for arg in argv:
         name, sep, value = arg.partition("=")
-        if not sep or name.lower() not in ("image", "ks", "seed", "init", "n_init", "tol",
-                                           "max_iter"):
+        if not sep or name.lower() not in ("image", "ks", "seed", "init", "n_init",
+                                           "split_merge", "tol", "max_iter"):
             print(f"usage: python -m pipeline.params NAME=VALUE...: got {arg!r}", file=sys.stderr)
             return 2
         values[name.lower()] = value

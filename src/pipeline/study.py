@@ -40,13 +40,13 @@ def published() -> list[dict]:
 
 
 def one_fit(colours: np.ndarray, counts: np.ndarray, k: int, *, seed: int, init: str,
-            n_init: int, tol: float, max_iter: int) -> dict:
+            n_init: int, split_merge: int, tol: float, max_iter: int) -> dict:
     """One fit, summarised: error, iterations, seconds, log-likelihood per pixel."""
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", em.ConvergenceWarning)
         result = em.fit(colours, k, sample_weight=counts, init=init, n_init=n_init,
-                        tol=tol, max_iter=max_iter, seed=seed)
+                        split_merge=split_merge, tol=tol, max_iter=max_iter, seed=seed)
     seconds = time.perf_counter() - start
     labels = em.predict(result, colours)
     return {"k": k, "error": experiment.reconstruction_error(colours, counts, labels,
@@ -56,7 +56,7 @@ def one_fit(colours: np.ndarray, counts: np.ndarray, k: int, *, seed: int, init:
 
 
 def sweep(image, ks, *, seeds=range(5), n_init: int = defaults.N_INIT,
-          tol: float = defaults.TOL, max_iter: int = defaults.MAX_ITER, log=print) -> dict:
+          split_merge: int = defaults.SPLIT_MERGE, tol: float = defaults.TOL, max_iter: int = defaults.MAX_ITER, log=print) -> dict:
     """Every K with k-means++ starts for each seed, and one run from the study's
     random start (seed 0); the same settings as `make report` otherwise."""
     path = paths.image_path(str(image))
@@ -69,14 +69,15 @@ def sweep(image, ks, *, seeds=range(5), n_init: int = defaults.N_INIT,
         fits = []
         for k in ks:
             fits.append(one_fit(colours, counts, k, seed=seed, init=init, n_init=n_init,
-                                tol=tol, max_iter=max_iter))
+                                split_merge=split_merge, tol=tol, max_iter=max_iter))
             log(f"{init} seed {seed} K = {k}: error {fits[-1]['error']:.6f}, "
                 f"{fits[-1]['iterations']} iterations, {fits[-1]['seconds']:.1f} s")
         out.append({"init": init, "seed": seed, "fits": fits})
     height, width = rgb.shape[:2]
     return {"image": {"name": path.name, "width": width, "height": height,
                       "distinct_colours": int(len(colours))},
-            "settings": {"n_init": n_init, "tol": tol, "max_iter": max_iter},
+            "settings": {"n_init": n_init, "split_merge": split_merge, "tol": tol,
+                         "max_iter": max_iter},
             "published": published(), "published_tol": PUBLISHED_TOL, "runs": out}
 
 
@@ -88,13 +89,14 @@ def main(argv=None) -> int:
     parser.add_argument("--ks", default=" ".join(map(str, defaults.KS)))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n-init", type=int, default=defaults.N_INIT)
+    parser.add_argument("--split-merge", type=int, default=defaults.SPLIT_MERGE)
     parser.add_argument("--tol", type=float, default=defaults.TOL)
     parser.add_argument("--max-iter", type=int, default=defaults.MAX_ITER)
     args = parser.parse_args(argv)
     ks = [int(k) for k in args.ks.replace(",", " ").split()]
     try:
         data = sweep(args.image, ks, seeds=range(args.seeds), n_init=args.n_init,
-                     tol=args.tol, max_iter=args.max_iter)
+                     split_merge=args.split_merge, tol=args.tol, max_iter=args.max_iter)
     except (images.ImageError, ValueError) as exc:
         print(f"study: {exc}", file=sys.stderr)
         return 1

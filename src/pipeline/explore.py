@@ -19,7 +19,8 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -210,16 +211,27 @@ def png_size(labels: np.ndarray, palette: np.ndarray) -> int:
         return path.stat().st_size
 
 
-def summarise(picture: Picture, mixture: em.Mixture, rule: str = "map") -> Summary:
-    """Labels, palette, error, PSNR and palette-PNG size of `mixture` on the picture."""
+# PNG compression runs outside the GIL: the palette PNG's size is computed on this
+# thread while the figures are drawn.
+_PNG_WRITER = ThreadPoolExecutor(max_workers=1)
+
+
+def summarise(picture: Picture, mixture: em.Mixture, rule: str = "map",
+              size_later: bool = False) -> tuple[Summary, Future] | Summary:
+    """Labels, palette, error, PSNR and palette-PNG size of `mixture` on the picture.
+    With size_later: the summary with png_bytes = -1 and a Future of the summary
+    with its size."""
     per_colour = colour_labels(picture, mixture, rule)
     labels = per_colour[picture.inverse].reshape(picture.shape)
     palette = experiment.palette_of(mixture)
     error = experiment.reconstruction_error(picture.colours, picture.counts, per_colour,
                                             mixture.means)
-    return Summary(per_colour, labels, palette, error,
-                   experiment.psnr_db(error) if error > 0 else float("inf"),
-                   png_size(labels, palette))
+    summary = Summary(per_colour, labels, palette, error,
+                      experiment.psnr_db(error) if error > 0 else float("inf"), -1)
+    if size_later:
+        return summary, _PNG_WRITER.submit(
+            lambda: replace(summary, png_bytes=png_size(labels, palette)))
+    return replace(summary, png_bytes=png_size(labels, palette))
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -571,8 +583,8 @@ class Explorer:
 
     def _show(self, picture: Picture, mixture: em.Mixture, history: np.ndarray,
               status: str, start: float, previous: em.Mixture | None = None) -> None:
-        summary = summarise(picture, mixture, self.labels.value)
-        self.picture, self.mixture, self.summary = picture, mixture, summary
+        summary, sized = summarise(picture, mixture, self.labels.value, size_later=True)
+        self.picture, self.mixture = picture, mixture
         self._last_status = status
         h, w = picture.shape
         if self._original_of is not picture:
@@ -582,6 +594,7 @@ class Explorer:
         self.palette.value = palette_html(mixture, summary.palette)
         self.history_plot.value = history_png(history, h * w, f"K = {mixture.k}")
         self.space_plot.value = rgb_space_png(picture, mixture, previous)
+        self.summary = summary = sized.result()
         self.metrics.value = metrics_html(picture, summary, history, status,
                                           time.perf_counter() - start)
         self._say(f"{picture.describe()}. K = {mixture.k}, {LABELS[self.labels.value]}s.")

@@ -54,6 +54,114 @@ def test_lloyd_error_never_increases():
     assert (np.diff(result.history) <= 1e-15).all() and result.n_iter >= 1
 
 
+def plain_lloyd(X, w, centres, *, tol=baselines.KMEANS_TOL, max_iter=300):
+    """Lloyd's loop as it was before the bounds: every row against every centre through
+    em.nearest_centre in every iteration. The reference for baselines.lloyd."""
+    centres = np.array(centres, dtype=np.float64)
+    k = len(centres)
+    history, previous = [], None
+    for n_iter in range(max_iter + 1):
+        labels, sq = em.nearest_centre(X, centres)
+        history.append(float(np.dot(w, sq) / w.sum()))
+        if previous is not None and (np.array_equal(labels, previous)
+                                     or history[-2] - history[-1] <= tol * history[-2]):
+            break
+        if n_iter == max_iter:
+            break
+        nk = np.bincount(labels, weights=w, minlength=k)
+        sums = np.stack([np.bincount(labels, weights=w * X[:, j], minlength=k)
+                         for j in range(X.shape[1])], axis=1)
+        empty = nk <= 0
+        centres[~empty] = sums[~empty] / nk[~empty, None]
+        if empty.any():
+            centres[empty] = X[np.argsort(-(w * sq), kind="stable")[:int(empty.sum())]]
+        previous = labels
+    return baselines.KMeansResult(centres, labels, history[-1], n_iter, np.array(history))
+
+
+def assert_same_run(result, reference):
+    """Labels, centres and iterations exactly; the error history to rounding (the
+    bounded loop sums it with np.sum, the plain one with np.dot)."""
+    assert np.array_equal(result.labels, reference.labels)
+    assert np.array_equal(result.centres, reference.centres)
+    assert result.n_iter == reference.n_iter
+    assert np.allclose(result.history, reference.history, rtol=1e-13, atol=0.0)
+
+
+def photo_colours(width):
+    colours8, counts, _ = images.distinct_colours(small_photo(width))
+    return colours8 / 255.0, counts.astype(float)
+
+
+@pytest.mark.parametrize("k", [4, 16, 48])
+def test_lloyd_equals_the_plain_loop_on_photo_colours(k):
+    X, w = photo_colours(80)
+    start = em.init_kmeans_plus_plus(X, w, k, np.random.default_rng(k)).means
+    assert_same_run(baselines.lloyd(X, w, start), plain_lloyd(X, w, start))
+    assert_same_run(baselines.lloyd(X, w, start, tol=0.0, max_iter=40),
+                    plain_lloyd(X, w, start, tol=0.0, max_iter=40))
+
+
+def test_lloyd_equals_the_plain_loop_on_overlapping_clusters_with_zero_weights():
+    X, _ = blobs(spread=0.2)
+    w = np.random.default_rng(1).integers(0, 4, len(X)).astype(float)
+    start = X[:7]
+    assert_same_run(baselines.lloyd(X, w, start, tol=0.0), plain_lloyd(X, w, start, tol=0.0))
+
+
+def test_lloyd_equals_the_plain_loop_with_empty_clusters_and_one_centre():
+    X, w = photo_colours(40)
+    far = np.vstack([X[:3], [[5.0, 5.0, 5.0], [-3.0, 0.0, 1.0]]])  # two centres left empty
+    assert_same_run(baselines.lloyd(X, w, far), plain_lloyd(X, w, far))
+    assert_same_run(baselines.lloyd(X, w, X[:1]), plain_lloyd(X, w, X[:1]))
+
+
+def test_exact_ties_are_left_to_the_kernel(monkeypatch):
+    """On a grid with two equal starting centres and a mirror-symmetric pair, rows are
+    exactly as near to two centres; the bounds cannot decide them, em.nearest_centre
+    does (the lowest index)."""
+    grid = np.stack(np.meshgrid(*[np.arange(5) / 4.0] * 3, indexing="ij"), axis=-1)
+    X = grid.reshape(-1, 3)
+    w = np.ones(len(X))
+    start = np.array([[0.25, 0.5, 0.5], [0.75, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.5, 0.0]])
+    reference = plain_lloyd(X, w, start, tol=0.0)
+    calls = []
+    kernel = em.nearest_centre
+    monkeypatch.setattr(em, "nearest_centre", lambda *a: calls.append(1) or kernel(*a))
+    assert_same_run(baselines.lloyd(X, w, start, tol=0.0), reference)
+    assert calls
+
+
+def test_squared_distances_are_the_kernels_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for d in (3, 9):
+        X, centres = rng.random((500, d)), rng.random((6, d))
+        labels, sq = em.nearest_centre(X, centres)
+        columns = np.ascontiguousarray(X.T)
+        assert np.array_equal(baselines._squared_distances(columns, centres, labels), sq)
+        rows = np.arange(1, 500, 7)
+        assert np.array_equal(
+            baselines._squared_distances(columns, centres, labels[rows], rows), sq[rows])
+
+
+def test_bounds_spare_most_rows_once_the_centres_settle():
+    X, w = photo_colours(80)
+    start = em.init_kmeans_plus_plus(X, w, 16, np.random.default_rng(0)).means
+    nearest = baselines._NearestCentres(X, start)
+    nearest(start)
+    centres = plain_lloyd(X, w, start, max_iter=5).centres
+    nearest(centres)
+    before = nearest.recomputed
+    nearest(centres + 1e-5)
+    assert nearest.recomputed - before < 0.05 * len(X)
+
+
+def test_kmeans_is_deterministic():
+    X, w = photo_colours(40)
+    a, b = (baselines.kmeans(X, 8, w, seed=3) for _ in range(2))
+    assert np.array_equal(a.centres, b.centres) and np.array_equal(a.history, b.history)
+
+
 def test_kmeans_refuses_bad_weights():
     X, _ = blobs()
     with pytest.raises(ValueError, match="weights"):

@@ -70,7 +70,7 @@ define write_if_changed
 @cmp -s $@.new $@ && rm $@.new || mv $@.new $@
 endef
 
-.PHONY: help report experiments study test bench bench-quick lab clean distclean FORCE
+.PHONY: help report experiments study seeds test bench bench-quick lab clean distclean FORCE
 
 help: ## List the targets and parameters
 	@echo "make <target> [IMAGE=path] [KS=\"$(call default,KS)\"] [SEED=$(call default,SEED)] [N_INIT=$(call default,N_INIT)]"
@@ -132,12 +132,13 @@ $(OUT)/report-params.txt: FORCE | check-params
 # The report's data files (their paths: pipeline.paths), made by make study and make bench.
 STUDY_DATA := report/data/study.json
 BENCH_DATA := report/data/bench.json
+SEEDS_DATA := $(shell $(PYTHON) src/pipeline/paths.py seeds-data '$(IMAGE)')
 REPORT_CODE := $(addprefix src/pipeline/,report.py results.py figures.py tables.py narrative.py slider.py machine.py)
 $(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(CODE) $(REPORT_CODE) \
-                     $(wildcard $(STUDY_DATA) $(BENCH_DATA))
+                     $(wildcard $(STUDY_DATA) $(BENCH_DATA) $(SEEDS_DATA))
 	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks \
 	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS)' -p image '$(IMAGE)' \
-	  -p figures_dir '$(abspath $(STAGE))/figures'
+	  -p figures_dir '$(abspath $(STAGE))/figures' -p seeds_data '$(abspath $(SEEDS_DATA))'
 
 # The HTML needs pandoc (maths as MathML; without it the maths shows as TeX source), the PDF
 # XeLaTeX and pandoc. As root with apt-get they are installed when missing; elsewhere the PDF
@@ -182,10 +183,16 @@ $(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf &: $(STAGE)/report.html $(STA
 
 # ---- The original study reproduced: its photograph is never committed, only the numbers
 STUDY_IMAGE ?= $(shell $(PYTHON) src/pipeline/paths.py study-image)
+# make report's settings, for the sweeps over seeds of study and seeds
+SWEEP_ARGS = --ks '$(KS)' --n-init $(N_INIT) --split-merge $(SPLIT_MERGE) --tol $(TOL) --max-iter $(MAX_ITER)
 
-study: $(ENV) ## Sweep K on the original study's photograph (5 seeds + its random start) -> report/data/study.json
+study: $(ENV) | check-params ## Sweep K on the original study's photograph (5 seeds + its random start) -> report/data/study.json
 	@test -f '$(STUDY_IMAGE)' || { echo "make study needs the study's photograph at $(STUDY_IMAGE) (STUDY_IMAGE=...)" >&2; exit 1; }
-	$(PY) -m pipeline.study '$(STUDY_IMAGE)' $(STUDY_DATA) --ks '$(KS)' --n-init $(N_INIT) --split-merge $(SPLIT_MERGE) --tol $(TOL) --max-iter $(MAX_ITER)
+	$(PY) -m pipeline.study '$(STUDY_IMAGE)' $(STUDY_DATA) --published $(SWEEP_ARGS)
+
+# ---- The spread over seeds on the report's own image (its error curve shows it when present)
+seeds: $(ENV) | check-params ## Every K with 5 seeds + the study's random start -> report/data/seeds.json (other images: output/<image>/)
+	$(PY) -m pipeline.study '$(IMAGE)' $(SEEDS_DATA) $(SWEEP_ARGS)
 
 # ---- Checks
 test: $(DEV) ## Run the test suite

@@ -210,6 +210,25 @@ def test_study_text_compares_per_k_with_the_published_table():
     assert "above our k-means++ median at no K, with 90 iterations in total against 30" in text
 
 
+def test_seed_spread_names_the_widest_k_and_where_the_random_start_falls():
+    text = narrative.seed_spread(fake_study())
+    # K = 2: 0.048 to 0.050 (+4.2 %); K = 4: 0.0170 to 0.0174 (+2.4 %); random 0.049, 0.0165
+    assert "Over 3 seeds" in text and "up to 4% between the best and the worst seed (K = 2)" in text
+    assert "above every seed's at no K and below every seed's at K = 4." in text
+    no_random = fake_study()
+    no_random["runs"] = no_random["runs"][:-1]
+    assert "random" not in narrative.seed_spread(no_random)
+
+
+def test_seeds_data_belong_to_their_image():
+    info = {"name": "a", "width": 550, "height": 690, "distinct_colours": 10}
+    assert results.same_image({**info, "name": "a.jpg"}, info)
+    assert not results.same_image({**info, "distinct_colours": 11}, info)
+    assert not results.same_image(None, info)
+    assert paths.seeds_data("") == paths.REPORT / "data" / "seeds.json"
+    assert paths.seeds_data("images/b.png") == paths.OUTPUT / "b" / "seeds.json"
+
+
 def test_speed_text_splits_rows_and_kernel():
     entry = {"rows": [{"k": 2, "ours_rows": 1000, "sklearn_rows": 7700,
                        "ours_us_per_row": 0.1, "sklearn_us_per_row": 1.8,

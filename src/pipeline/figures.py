@@ -15,7 +15,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.patches import Circle, Rectangle
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from pipeline import atomic
+from pipeline import atomic, results
 from pipeline.results import Sweep
 
 FONT = 11
@@ -125,7 +125,22 @@ def downsample(rgb: np.ndarray, factor: int) -> np.ndarray:
     return rgb if factor <= 1 else np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).reduce(factor))
 
 
-def _errors_panel(ax, sweep: Sweep, errors: dict, study: dict | None = None) -> None:
+def _seed_band(ax, seeds: dict, label: str = "EM") -> tuple[list[int], np.ndarray]:
+    """The range of EM's error over the seeds of a sweep (make study, make seeds) as a
+    band, and its error from the study's random start as a dashed line."""
+    ks, seeded, random = results.seed_errors(seeds)
+    ax.fill_between(ks, seeded.min(axis=0), seeded.max(axis=0), color="C0", alpha=0.25,
+                    label=f"{label}, k-means++, {len(seeded)} seeds (range)")
+    if random is not None:
+        ax.plot(ks, random, color="C3", marker="D", ls="--", ms=4,
+                label=f"{label}, the study's random start")
+    return ks, seeded
+
+
+def _errors_panel(ax, sweep: Sweep, errors: dict, study: dict | None = None,
+                  seeds: dict | None = None) -> None:
+    if seeds:
+        _seed_band(ax, seeds)
     for name, values in errors.items():
         ax.plot(sweep.ks, values, label=name, **STYLE[name])
     if study:
@@ -161,12 +176,14 @@ def hero(rgb: np.ndarray, segmented: dict, shown: Sequence[int], sweep: Sweep,
     return fig
 
 
-def error_curves(sweep: Sweep, errors: dict, study: dict | None = None):
+def error_curves(sweep: Sweep, errors: dict, study: dict | None = None,
+                 seeds: dict | None = None):
     """Left: error against K for every method (and the study's published error when
-    `study` is given). Right: PSNR against bits per pixel (the rate-distortion curve
-    of the palette PNG), each point a K."""
+    `study` is given, EM's range over seeds and its error from the study's random
+    start when `seeds` is). Right: PSNR against bits per pixel (the rate-distortion
+    curve of the palette PNG), each point a K."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.4), layout="constrained")
-    _errors_panel(ax1, sweep, errors, study)
+    _errors_panel(ax1, sweep, errors, study, seeds)
     ax1.legend(loc="lower left", fontsize=FONT - 2)
     bpp, psnr = sweep.series("bits_per_pixel"), sweep.series("psnr_db")
     ax2.plot(bpp, psnr, **STYLE["EM"])
@@ -327,17 +344,9 @@ def certainty(entropy_map: np.ndarray, relabelled: np.ndarray, rgb: np.ndarray,
 def study_curve(study: dict):
     """Error against K on the study's photograph: the published table, ours over the
     seeds (band: lowest to highest, line: median) and ours from the study's random start."""
-    runs = [r for r in study["runs"] if r["init"] == "kmeans++"]
-    ks = [f["k"] for f in runs[0]["fits"]]
-    seeds = np.array([[f["error"] for f in r["fits"]] for r in runs])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.3), layout="constrained")
-    ax1.fill_between(ks, seeds.min(axis=0), seeds.max(axis=0), color="C0", alpha=0.25,
-                     label=f"ours, k-means++, {len(runs)} seeds (range)")
+    ks, seeds = _seed_band(ax1, study, label="ours")
     ax1.plot(ks, np.median(seeds, axis=0), **STYLE["EM"], label="ours, median of the seeds")
-    for r in study["runs"]:
-        if r["init"] == "random":
-            ax1.plot(ks, [f["error"] for f in r["fits"]], color="C3", marker="D", ls="--",
-                     label="ours, the study's random start")
     pub = {row["k"]: row for row in study["published"]}
     pk = [k for k in ks if k in pub]
     ax1.plot(pk, [pub[k]["error"] for k in pk], **STYLE["original study (EM)"],

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from pipeline import params
+from pipeline import params, results
 from pipeline.results import Sweep
 
 METHODS = ("EM", "k-means", "median cut")
@@ -268,6 +268,24 @@ def data_sentence(sweep: Sweep) -> str:
             f"rows to fit. Each K was fitted from {m['n_init']} {start_name(m['init'])} starts (seed "
             f"{m['seed']}){split_merge_clause(m)}, stopping when the gain fell below "
             f"{m['tol']:g} per pixel.")
+
+
+def seed_spread(seeds: dict) -> str:
+    """How much EM's error moves with the seed and with the study's random start, from
+    make seeds' sweep of the report's image."""
+    ks, seeded, random = results.seed_errors(seeds)
+    spread = seeded.max(axis=0) / seeded.min(axis=0) - 1
+    widest = int(np.argmax(spread))
+    text = (f"Over {len(seeded)} seeds (k-means++ starts, the other settings as above), "
+            f"EM's error at one K differs by up to {spread[widest]:.0%} between the best "
+            f"and the worst seed (K = {ks[widest]}).")
+    if random is not None:
+        above = [k for k, r, hi in zip(ks, random, seeded.max(axis=0)) if r > hi]
+        below = [k for k, r, lo in zip(ks, random, seeded.min(axis=0)) if r < lo]
+        text += (" From the original study's random start the error is above every seed's "
+                 + (f"at K = {k_list(above)}" if above else "at no K")
+                 + (f" and below every seed's at K = {k_list(below)}" if below else "") + ".")
+    return text
 
 
 def study_text(data: dict) -> str:

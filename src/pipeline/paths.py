@@ -46,6 +46,13 @@ def results_dir(image: str = "") -> Path:
     return OUTPUT / image_stem(image)
 
 
+def seeds_data(image: str = "") -> Path:
+    """make seeds' numbers (every K from several seeds and the study's random start):
+    report/data/seeds.json for the default image (committed, read by the committed
+    report), output/<stem>/seeds.json for any other."""
+    return REPORT / "data" / "seeds.json" if not image else results_dir(image) / "seeds.json"
+
+
 def interactive_dir(image: str, k: int) -> Path:
     """Where a run started by hand in Jupyter writes: output/<stem>/interactive/k-<K>/,
     which make neither reads nor tracks."""
@@ -53,10 +60,12 @@ def interactive_dir(image: str, k: int) -> Path:
 
 
 if __name__ == "__main__":
-    # python src/pipeline/paths.py stem IMAGE | study-image
+    # python src/pipeline/paths.py stem IMAGE | seeds-data IMAGE | study-image
     if len(sys.argv) == 3 and sys.argv[1] == "stem":
         print(image_stem(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "seeds-data":
+        print(seeds_data(sys.argv[2]).relative_to(ROOT))
     elif sys.argv[1:] == ["study-image"]:
         print(STUDY_IMAGE)
     else:
-        sys.exit("usage: paths.py stem IMAGE | study-image")
+        sys.exit("usage: paths.py stem IMAGE | seeds-data IMAGE | study-image")

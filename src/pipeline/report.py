@@ -21,6 +21,7 @@ class Report:
     segmented: dict          # {K: (H, W, 3) uint8}
     study: dict | None       # report/data/study.json
     bench: dict | None       # this image's entry of report/data/bench.json
+    seeds: dict | None       # make seeds' sweep of this image (report/data/seeds.json)
     date: datetime
 
 
@@ -33,7 +34,7 @@ def resolve(path, default: Path) -> Path:
 
 
 def load(results_dir="", ks="2 4 8 16 32 64 128", image="", study_data="",
-         bench_data="") -> Report:
+         bench_data="", seeds_data="") -> Report:
     """Read one report's inputs; the image must be the one the runs were made of."""
     image = str(image or "")
     sweep = results.load(resolve(results_dir, paths.results_dir(image)), ks)
@@ -45,11 +46,13 @@ def load(results_dir="", ks="2 4 8 16 32 64 128", image="", study_data="",
         raise ValueError(f"{image_path} is {w} x {h} pixels but the runs in "
                          f"{sweep.results_dir} were of a {info['width']} x {info['height']} image")
     bench = results.load_optional(resolve(bench_data, paths.BENCH_DATA))
+    seeds = results.load_optional(resolve(seeds_data, paths.seeds_data(image)))
     return Report(
         sweep=sweep, image_path=image_path, rgb=rgb,
         segmented={k: results.load_png(sweep.results_dir, k) for k in sweep.ks},
         study=results.load_optional(resolve(study_data, paths.STUDY_DATA)),
         bench=results.bench_entry(bench, paths.image_stem(image)),
+        seeds=seeds if seeds and results.same_image(seeds.get("image"), info) else None,
         date=results.report_date(sweep.metrics_paths()))
 
 

@@ -124,6 +124,24 @@ def is_study_image(info: dict) -> bool:
     return all(info.get(key) == value for key, value in STUDY_IMAGE_SHAPE.items())
 
 
+def seed_errors(data: dict) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+    """The errors of a sweep over seeds (make study, make seeds): K values, (seeds, K)
+    errors from k-means++ starts, (K,) errors from the study's random start or None."""
+    seeded = [r for r in data["runs"] if r["init"] == "kmeans++"]
+    ks = [f["k"] for f in seeded[0]["fits"]]
+    errors = np.array([[f["error"] for f in r["fits"]] for r in seeded])
+    random = next((np.array([f["error"] for f in r["fits"]])
+                   for r in data["runs"] if r["init"] == "random"), None)
+    return ks, errors, random
+
+
+def same_image(a: dict | None, b: dict) -> bool:
+    """Whether two descriptions of an image are of the same image, by size and number
+    of distinct colours."""
+    keys = ("width", "height", "distinct_colours")
+    return isinstance(a, dict) and all(a.get(key) == b.get(key) for key in keys)
+
+
 def load_optional(path) -> dict | None:
     """A JSON object, or None when the file is missing, unreadable or not an object."""
     try:

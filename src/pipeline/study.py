@@ -1,8 +1,10 @@
 """The original study reproduced: its published table, and a sweep over K on its
 photograph with several seeds and with its own random start, written as a small JSON
 file of numbers that the report reads (`make study` writes report/data/study.json).
+The same sweep on the report's own image gives the spread over seeds on its error
+curve (`make seeds`, without the published table).
 
-    python -m pipeline.study IMAGE OUT.json [--ks "2 4 8"] [--seeds 5]
+    python -m pipeline.study IMAGE OUT.json [--ks "2 4 8"] [--seeds 5] [--published]
 """
 
 from __future__ import annotations
@@ -56,9 +58,11 @@ def one_fit(colours: np.ndarray, counts: np.ndarray, k: int, *, seed: int, init:
 
 
 def sweep(image, ks, *, seeds=range(5), n_init: int = defaults.N_INIT,
-          split_merge: int = defaults.SPLIT_MERGE, tol: float = defaults.TOL, max_iter: int = defaults.MAX_ITER, log=print) -> dict:
+          split_merge: int = defaults.SPLIT_MERGE, tol: float = defaults.TOL,
+          max_iter: int = defaults.MAX_ITER, with_published: bool = True, log=print) -> dict:
     """Every K with k-means++ starts for each seed, and one run from the study's
-    random start (seed 0); the same settings as `make report` otherwise."""
+    random start (seed 0); the same settings as `make report` otherwise. With
+    `with_published`, the study's published table too."""
     path = paths.image_path(str(image))
     rgb = images.load_rgb(path)
     colours8, counts, _ = images.distinct_colours(rgb)
@@ -74,11 +78,14 @@ def sweep(image, ks, *, seeds=range(5), n_init: int = defaults.N_INIT,
                 f"{fits[-1]['iterations']} iterations, {fits[-1]['seconds']:.1f} s")
         out.append({"init": init, "seed": seed, "fits": fits})
     height, width = rgb.shape[:2]
-    return {"image": {"name": path.name, "width": width, "height": height,
+    data = {"image": {"name": path.name, "width": width, "height": height,
                       "distinct_colours": int(len(colours))},
             "settings": {"n_init": n_init, "split_merge": split_merge, "tol": tol,
                          "max_iter": max_iter},
-            "published": published(), "published_tol": PUBLISHED_TOL, "runs": out}
+            "runs": out}
+    if with_published:
+        data |= {"published": published(), "published_tol": PUBLISHED_TOL}
+    return data
 
 
 def main(argv=None) -> int:
@@ -92,11 +99,14 @@ def main(argv=None) -> int:
     parser.add_argument("--split-merge", type=int, default=defaults.SPLIT_MERGE)
     parser.add_argument("--tol", type=float, default=defaults.TOL)
     parser.add_argument("--max-iter", type=int, default=defaults.MAX_ITER)
+    parser.add_argument("--published", action="store_true",
+                        help="add the study's published table (the study's photograph)")
     args = parser.parse_args(argv)
     ks = [int(k) for k in args.ks.replace(",", " ").split()]
     try:
         data = sweep(args.image, ks, seeds=range(args.seeds), n_init=args.n_init,
-                     split_merge=args.split_merge, tol=args.tol, max_iter=args.max_iter)
+                     split_merge=args.split_merge, tol=args.tol, max_iter=args.max_iter,
+                     with_published=args.published)
     except (images.ImageError, ValueError) as exc:
         print(f"study: {exc}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import baselines, experiment, learned
+from pipeline import baselines, experiment, learned, params
 
 # What identifies the original study's photograph (its size and colour count).
 STUDY_IMAGE_SHAPE = {"width": 550, "height": 690, "distinct_colours": 49129}
@@ -20,25 +20,12 @@ STUDY_IMAGE_SHAPE = {"width": 550, "height": 690, "distinct_colours": 49129}
 
 def parse_ks(ks) -> list[int]:
     """The K values, ascending and without repeats, from "2 4 8", "2,4,8", an int or
-    a list."""
+    a list, each checked as make checks KS (params.check_ks)."""
     if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
-        items = [ks]
+        ks = [int(ks)]
     elif isinstance(ks, str):
-        items = ks.replace(",", " ").split()
-    else:
-        items = list(ks)
-    values = []
-    for item in items:
-        try:
-            value = int(item)
-        except (TypeError, ValueError):
-            raise ValueError(f"ks must be integers separated by spaces, got {ks!r}") from None
-        if (isinstance(item, float) and item != value) or value < 1:
-            raise ValueError(f"every K must be an integer >= 1, got {item!r} in {ks!r}")
-        values.append(value)
-    if not values:
-        raise ValueError("ks is empty: give at least one K, e.g. ks = '2 4 8'")
-    return sorted(set(values))
+        ks = ks.replace(",", " ")
+    return sorted(set(params.check_ks(ks, "ks")))
 
 
 def run_file(results_dir, k: int, name: str) -> Path:

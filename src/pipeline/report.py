@@ -24,6 +24,12 @@ class Report:
     seeds: dict | None       # make seeds' sweep of this image (report/data/seeds.json)
     date: datetime
 
+    @property
+    def of_study_image(self) -> bool:
+        """Whether the report's image is the study's photograph (study.json's image)."""
+        return bool(self.study) and results.same_image(self.study.get("image"),
+                                                       self.sweep.image)
+
 
 def resolve(path, default: Path) -> Path:
     """A parameter path: empty -> default; relative -> relative to the project root."""

@@ -14,10 +14,6 @@ import numpy as np
 
 from pipeline import baselines, experiment, learned, params
 
-# What identifies the original study's photograph (its size and colour count).
-STUDY_IMAGE_SHAPE = {"width": 550, "height": 690, "distinct_colours": 49129}
-
-
 def parse_ks(ks) -> list[int]:
     """The K values, ascending and without repeats, from "2 4 8", "2,4,8", an int or
     a list, each checked as make checks KS (params.check_ks)."""
@@ -103,12 +99,6 @@ def load(results_dir, ks) -> Sweep:
         raise ValueError(f"the runs in {results_dir} are of different images: {sorted(shapes)}")
     return Sweep(results_dir, ks, metrics, files[baselines.BASELINES_FILE],
                  files[learned.LEARNED_FILE])
-
-
-def is_study_image(info: dict) -> bool:
-    """Whether a run's image (the "image" entry of a metrics.json) is the original
-    study's photograph, by size and number of distinct colours."""
-    return all(info.get(key) == value for key, value in STUDY_IMAGE_SHAPE.items())
 
 
 def seed_errors(data: dict) -> tuple[list[int], np.ndarray, np.ndarray | None]:

@@ -1052,3 +1052,17 @@ def test_split_merge_needs_three_components():
     X, _ = three_clusters(50)
     result = em.fit(X, 2, seed=0, split_merge=5)
     assert result.moves == () and result.move_trials == 0
+
+
+@pytest.mark.parametrize("k", [3, 40])
+def test_fit_starts_from_init_kmeans_plus_plus_with_the_same_draws(k):
+    """fit(seed=s)'s first restart starts where init_kmeans_plus_plus(..., default_rng(s))
+    does (the explorer's and the report's step-by-step EM rely on it), also with
+    weight-0 samples present."""
+    X = photo(40)
+    w = np.random.default_rng(0).integers(0, 4, len(X)).astype(np.float64)
+    start = em.init_kmeans_plus_plus(X, w, k, np.random.default_rng(5))
+    first = quiet_fit(X, k, sample_weight=w, seed=5, max_iter=1, accelerate=False)
+    assert first.history[0] == pytest.approx(em.log_likelihood(start, X, w), rel=1e-12)
+    step = quiet_fit(X, k, sample_weight=w, init=start, max_iter=1, accelerate=False)
+    np.testing.assert_array_equal(first.means, step.means)

@@ -365,6 +365,27 @@ def test_pdf_cross_references_are_resolved(tmp_path):
     assert "See page 2." in text and "??" not in text
 
 
+def test_pdf_pandoc_conversions_are_all_made_ahead(tmp_path, monkeypatch):
+    """Every pandoc conversion the LaTeX template asks for was foreseen and made ahead."""
+    require_tools("xelatex", "xdvipdfmx", "pandoc")
+    prefetch = render._prefetch_markdown
+
+    def then_refuse_more(pandoc, nb):
+        prefetch(pandoc, nb)
+        pandoc._convert = lambda key: pytest.fail(f"conversion not foreseen: {key}")
+
+    monkeypatch.setattr(render, "_prefetch_markdown", then_refuse_more)
+    derivation = small_notebook(tmp_path, "# Derivation\n\n## One\n\nSee [two](#two).",
+                                "d.ipynb")
+    nb = nbformat.read(small_notebook(tmp_path, "# Title *here*\n\n## Two\n\n$x^2$",
+                                      "r.ipynb"), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("show()", outputs=[nbformat.v4.new_output(
+        "display_data", data={"text/markdown": "Some **bold** text."})]))
+    nbformat.write(nb, tmp_path / "r.ipynb")
+    out = render.render("pdf", derivation, tmp_path / "r.ipynb", tmp_path / "report.pdf")
+    assert "Some bold text." in collapse(pdf_text(out))
+
+
 @pytest.mark.parametrize("tool", ["xelatex", "xdvipdfmx"])
 def test_pdf_error_names_the_tool_and_its_message(tmp_path, monkeypatch, tool):
     require_tools("xelatex", "xdvipdfmx", "pandoc")

@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -30,6 +31,9 @@ from bs4 import BeautifulSoup
 from jinja2 import DictLoader, pass_context
 from nbconvert.exporters import HTMLExporter, PDFExporter
 from nbconvert.exporters.pdf import LatexFailed
+from nbconvert.filters import citation2latex, convert_pandoc, strip_files_prefix
+from nbconvert.filters.filter_links import resolve_references
+from nbconvert.filters.pandoc import ConvertExplicitlyRelativePaths
 
 from pipeline import paths
 from pipeline.atomic import atomic_path
@@ -664,6 +668,62 @@ class ReportPDFExporter(PDFExporter):
         return False
 
 
+class PrefetchedPandoc:
+    """nbconvert's convert_pandoc filter, memoised, with the conversions foreseen for a
+    notebook made ahead on a few threads. Each conversion is a pandoc process, most of
+    whose time is its start: the report's ~70, one after another as the template asks
+    for them, took 1.5 to 2.5 s. A conversion not foreseen is made when the template
+    asks, so the output never depends on the foresight."""
+
+    THREADS = 4
+
+    def __init__(self):
+        self.done: dict[tuple, str] = {}
+
+    def __call__(self, source, from_format, to_format, extra_args=None):
+        key = (source, from_format, to_format, tuple(extra_args or ()))
+        if key not in self.done:
+            self.done[key] = self._convert(key)
+        return self.done[key]
+
+    @staticmethod
+    def _convert(key) -> str:
+        source, from_format, to_format, extra_args = key
+        return convert_pandoc(source, from_format, to_format, extra_args=list(extra_args))
+
+    def prefetch(self, keys) -> list[str]:
+        """Make the conversions `keys` ((source, from, to, extra args) tuples) on the
+        threads; returns their outputs, in order."""
+        missing = [key for key in dict.fromkeys(keys) if key not in self.done]
+        with ThreadPoolExecutor(self.THREADS) as pool:
+            self.done.update(zip(missing, pool.map(self._convert, missing)))
+        return [self.done[key] for key in keys]
+
+
+def _prefetch_markdown(pandoc: PrefetchedPandoc, nb) -> None:
+    """Convert ahead what LATEX_TEMPLATE converts with pandoc, through the same filters:
+    the title, the Markdown cells (to pandoc's JSON, then to LaTeX), the Markdown outputs
+    and the captions."""
+    wide = ("--columns=100000",)
+    latex = [(nb.metadata.title, MARKDOWN_FORMAT, "latex", ())]
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            source = strip_files_prefix(citation2latex(cell.source))
+            cells.append((source, MARKDOWN_FORMAT, "json", wide))
+        for output in cell.get("outputs", []):
+            if "text/markdown" in output.get("data", {}):
+                source = strip_files_prefix(citation2latex(output.data["text/markdown"]))
+                latex.append((source, MARKDOWN_FORMAT, "latex", wide))
+            caption = output.get("metadata", {}).get("em_report", {}).get("caption")
+            if caption and "image/png" in output.get("data", {}):
+                latex.append((caption, MARKDOWN_FORMAT, "latex", ()))
+    relative_paths = ConvertExplicitlyRelativePaths(texinputs=os.getcwd())  # as nbconvert's
+    asts = pandoc.prefetch(cells + latex)[:len(cells)]
+    pandoc.prefetch([(relative_paths(resolve_references(ast)), "json", "latex", ())
+                     for ast in asts])
+
+
 @contextlib.contextmanager
 def _environment(**values):
     saved = {k: os.environ.get(k) for k in values}
@@ -715,18 +775,21 @@ def check_tex() -> None:
 
 def to_pdf(nb) -> bytes:
     check_tex()
+    pandoc = PrefetchedPandoc()
     exporter = ReportPDFExporter(
         template_name="latex", template_file="em_report.tex.j2",
         extra_loaders=[DictLoader({"em_report.tex.j2": LATEX_TEMPLATE})],
         exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-        latex_count=MAX_LATEX_PASSES, latex_command=LATEX_COMMAND)
-    exporter.register_filter("fit_tables", fit_tables)
+        latex_count=MAX_LATEX_PASSES, latex_command=LATEX_COMMAND,
+        filters={"convert_pandoc": pandoc, "fit_tables": fit_tables})
     exporter.log.setLevel("ERROR")
+    nb = _latex_only(nb)
+    _prefetch_markdown(pandoc, nb)
     epoch = str(nb.metadata.source_date_epoch)
     with _environment(SOURCE_DATE_EPOCH=epoch, FORCE_SOURCE_DATE="1", TZ="UTC"):
         try:
             pdf, _ = exporter.from_notebook_node(
-                _latex_only(nb), resources={"metadata": {"name": "report", "path": ""}})
+                nb, resources={"metadata": {"name": "report", "path": ""}})
         except LatexFailed as exc:
             tool = "xdvipdfmx" if isinstance(exc, XdvToPdfFailed) else "xelatex"
             log = exc.output if isinstance(exc.output, str) else str(exc.output)

@@ -302,10 +302,12 @@ def motion(motion: dict, cloud: dict):
     for i, snap in enumerate(snaps):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
         ax.scatter(*points.T, s=1, color="0.7", linewidths=0)
-        for m, s in zip(np.asarray(snap["means"]), np.sqrt(np.asarray(snap["variances"]))):
-            ax.add_patch(Circle((m - centre) @ axes2, s, facecolor="none",
-                                edgecolor=np.clip(m, 0, 1), lw=2))
-            ax.plot(*((m - centre) @ axes2), marker="+", color="k", ms=5)
+        means = np.asarray(snap["means"])
+        for m, s in zip(means, np.sqrt(np.asarray(snap["variances"]))):
+            # add_artist: the limits are set below, so no data limits to update
+            ax.add_artist(Circle((m - centre) @ axes2, s, facecolor="none",
+                                 edgecolor=np.clip(m, 0, 1), lw=2))
+        ax.plot(*((means - centre) @ axes2).T, marker="+", color="k", ms=5, ls="none")
         ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1])
         ax.set_aspect("equal")
         ax.set_xticks([]), ax.set_yticks([])

@@ -496,8 +496,10 @@ def nearest_centre(X, centres) -> tuple[np.ndarray, np.ndarray]:
     """
     X = np.asarray(X, dtype=np.float64)
     centres = np.asarray(centres, dtype=np.float64)
-    blocks = _Blocks(X, np.ones(len(X)), len(centres))
-    labels = blocks.unsort(_nearest(blocks, centres - blocks.shift)[0])
+    # not centred: a row's distances then depend on the row and the centres alone, so
+    # equal rows break ties alike whatever else X holds
+    blocks = _Blocks(X, np.ones(len(X)), len(centres), shift=np.zeros(X.shape[1]))
+    labels = blocks.unsort(_nearest(blocks, centres)[0])
     diff = X - centres[labels]
     return labels, (diff * diff).sum(axis=1)
 

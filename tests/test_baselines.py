@@ -144,6 +144,13 @@ def test_squared_distances_are_the_kernels_bit_for_bit():
             baselines._squared_distances(columns, centres, labels[rows], rows), sq[rows])
 
 
+def test_centre_groups_hold_every_centre_once_in_groups_of_at_most_the_size():
+    centres = np.random.default_rng(0).random((37, 3))
+    members = baselines._centre_groups(centres, 8)
+    assert sorted(members[members >= 0].tolist()) == list(range(37))
+    assert members.shape[1] <= 8 and ((members >= 0).sum(axis=1) > 0).all()
+
+
 def test_bounds_spare_most_rows_once_the_centres_settle():
     X, w = photo_colours(80)
     start = em.init_kmeans_plus_plus(X, w, 16, np.random.default_rng(0)).means

@@ -18,8 +18,10 @@ KMEANS_RESTARTS = 3
 # Lloyd's loop stops when an iteration lowers the error by less than this fraction
 # (its last iterations move the error in the fifth digit).
 KMEANS_TOL = 1e-5
-# Lloyd's assignment bounds each row's distance to groups of about this many centres.
+# Lloyd's assignment keeps one distance bound per row and group of this many nearby
+# centres, in at most MAX_GROUPS groups (the bounds take MAX_GROUPS * 8 bytes a row).
 CENTRES_PER_GROUP = 8
+MAX_GROUPS = 16
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class _NearestCentres:
     its distance to every other centre. Each row keeps one bound per group of nearby
     centres, which falls by the farthest any centre of the group moved; half the
     distance from the own centre to the nearest other one, less the row's distance,
-    bounds too. The other rows are compared with all centres (one product).
+    bounds too. The other rows are compared with all centres (small products).
 
     The labels are those of em.nearest_centre (the nearest centre up to the rounding of
     the expansion ||x||^2 - 2 x.c + ||c||^2): a row's label is decided here only when
@@ -79,7 +81,8 @@ class _NearestCentres:
         self.augmented_t = np.vstack([self.columns, np.ones(len(X))])  # (D + 1, N)
         self.xx = (X * X).sum(axis=1)
         self.x_radius = float(np.sqrt(self.xx.max())) if len(X) else 0.0
-        self.members = _centre_groups(centres, CENTRES_PER_GROUP)  # (G, P), -1: none
+        size = max(CENTRES_PER_GROUP, -(-len(centres) // MAX_GROUPS))
+        self.members = _centre_groups(centres, size)  # (G, P), -1: no centre
         self.labels = np.zeros(len(X), dtype=np.int64)
         # (G, N): below the distance from every row to every centre of the group but its own
         self.lower = np.full((len(self.members), len(X)), -np.inf)

@@ -514,11 +514,13 @@ def _greedy_centres(blocks: _Blocks, k: int, rng: np.random.Generator) -> np.nda
     closest_sq = ((xa[:, :d] - centres[0]) ** 2).sum(axis=1)
     to_candidates = np.ones((d + 2, n_candidates))  # [y, ||y||^2, 1] -> ||y - c||^2
     candidates = np.zeros(n_candidates, dtype=np.int64)
+    # a few runs of rows, each product small enough for one BLAS thread, on the pool
+    rows = max(256, (_BLOCK_PRODUCT - 1) // ((d + 2) * n_candidates))
+    runs = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
 
-    def shortened(b):
-        """min(D_n^2, ||y_n - c||^2) for the block's rows (rows, candidates), and
-        its weighted sum over them (candidates,)."""
-        sl = blocks.slices[b]
+    def shortened(sl):
+        """min(D_n^2, ||y_n - c||^2) for a run of rows (rows, candidates), and its
+        weighted sum over them (candidates,)."""
         sq = xa[sl] @ to_candidates
         inside = (candidates >= sl.start) & (candidates < sl.stop)
         sq[candidates[inside] - sl.start, np.flatnonzero(inside)] = 0.0  # exactly
@@ -536,7 +538,7 @@ def _greedy_centres(blocks: _Blocks, k: int, rng: np.random.Generator) -> np.nda
         chosen = xa[candidates, :d]
         to_candidates[:d] = -2.0 * chosen.T
         to_candidates[d + 1] = (chosen * chosen).sum(axis=1)
-        parts = blocks.map(shortened)
+        parts = list(_pool().map(shortened, runs)) if len(runs) > 1 else [shortened(runs[0])]
         best = int(np.argmin(np.sum([total for _, total in parts], axis=0)))
         centres[j] = chosen[best]
         closest_sq = np.maximum(np.concatenate([sq[:, best] for sq, _ in parts]), 0.0)

@@ -184,7 +184,7 @@ def error_curves(sweep: Sweep, errors: dict, study: dict | None = None,
     curve of the palette PNG), each point a K."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.4), layout="constrained")
     _errors_panel(ax1, sweep, errors, study, seeds)
-    ax1.legend(loc="lower left", fontsize=FONT - 2)
+    ax1.legend(loc="upper right", fontsize=FONT - 2)  # the curves fall from upper left
     bpp, psnr = sweep.series("bits_per_pixel"), sweep.series("psnr_db")
     ax2.plot(bpp, psnr, **STYLE["EM"])
     for k, x, y in zip(sweep.ks, bpp, psnr):

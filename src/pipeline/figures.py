@@ -182,9 +182,10 @@ def error_curves(sweep: Sweep, errors: dict, study: dict | None = None,
     `study` is given, EM's range over seeds and its error from the study's random
     start when `seeds` is). Right: PSNR against bits per pixel (the rate-distortion
     curve of the palette PNG), each point a K."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.4), layout="constrained")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.9), layout="constrained")
     _errors_panel(ax1, sweep, errors, study, seeds)
-    ax1.legend(loc="upper right", fontsize=FONT - 2)  # the curves fall from upper left
+    fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center", ncol=3,
+               fontsize=FONT - 2)
     bpp, psnr = sweep.series("bits_per_pixel"), sweep.series("psnr_db")
     ax2.plot(bpp, psnr, **STYLE["EM"])
     for k, x, y in zip(sweep.ks, bpp, psnr):

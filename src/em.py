@@ -149,11 +149,14 @@ def _spatial_order(X: np.ndarray) -> np.ndarray:
     n, d = X.shape
     bits = max(1, min(10, 63 // d))
     lo, span = X.min(axis=0), np.ptp(X, axis=0)
-    cells = ((X - lo) / np.where(span > 0, span, 1.0) * (2 ** bits - 1)).astype(np.uint64)
-    code = np.zeros(n, dtype=np.uint64)
+    cells = ((X - lo) / np.where(span > 0, span, 1.0) * (2 ** bits - 1)).astype(np.int64)
+    # every cell index with its bit b moved to bit b * d, looked up once per coordinate
+    values, spread = np.arange(2 ** bits, dtype=np.uint64), np.zeros(2 ** bits, np.uint64)
     for bit in range(bits):
-        for j in range(d):
-            code |= ((cells[:, j] >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * d + j)
+        spread |= ((values >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * d)
+    code = np.zeros(n, dtype=np.uint64)
+    for j in range(d):
+        code |= spread[cells[:, j]] << np.uint64(j)
     return np.argsort(code, kind="stable")
 
 

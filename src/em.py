@@ -20,7 +20,8 @@ skipped, so the work follows the live entries. Float64 input is computed in floa
 throughout (float32 input: the E-step's product in float32, every sum in float64).
 The partition does not depend on the number of threads and partial sums are added
 in block order, so results are the same bit for bit whatever the threads. fit
-accelerates EM with SQUAREM (safeguarded; accelerate=False for plain EM).
+accelerates EM with SQUAREM (safeguarded; accelerate=False for plain EM) and, with
+split_merge, searches around its best restart by split-and-merge moves.
 
 Steps: `e_step`, `m_step` (fit runs the same two, block by block), `nearest_centre`,
 `init_kmeans_plus_plus`, `init_random`. Entry point: `fit(X, k, ...)`. Queries on a
@@ -102,7 +103,8 @@ class FitResult(Mixture):
 
     log_likelihood: total (sample-weighted) log-likelihood of the returned parameters.
     history: (n_iter + 1,) total log-likelihood at the start and after every
-    iteration (history[-1] == log_likelihood); n_iter: E+M passes run; converged:
+    iteration (history[-1] == log_likelihood); n_iter: E+M passes on the path to the
+    result (the winning restart, then the kept moves); converged:
     whether the gain per unit of sample weight fell below tol; reseeds: iterations
     at which a component that had lost all its weight was re-seeded (the
     log-likelihood may drop there); total_weight: sum of the sample weights (pixels);
@@ -526,7 +528,8 @@ def _greedy_centres(blocks: _Blocks, k: int, rng: np.random.Generator) -> np.nda
         weighted sum over them (candidates,)."""
         sq = xa[sl] @ to_candidates
         inside = (candidates >= sl.start) & (candidates < sl.stop)
-        sq[candidates[inside] - sl.start, np.flatnonzero(inside)] = 0.0  # exactly
+        # exactly 0 at a candidate itself, so that none can be drawn twice
+        sq[candidates[inside] - sl.start, np.flatnonzero(inside)] = 0.0
         np.minimum(sq, closest_sq[sl, None], out=sq)
         return sq, np.einsum("n,nc->c", w[sl], sq)
 

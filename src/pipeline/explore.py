@@ -519,7 +519,9 @@ class Explorer:
             r = self.result
             status = (f"{r.n_iter} iterations, "
                       f"{'converged' if r.converged else f'stopped at max_iter={MAX_ITER}'}"
-                      + (f"; best of {len(r.restarts)} restarts" if len(r.restarts) > 1 else ""))
+                      + (f"; best of {len(r.restarts)} restarts" if len(r.restarts) > 1 else "")
+                      + (f"; {len(r.moves)} of {r.move_trials} split-and-merge moves kept"
+                         if r.move_trials else ""))
             self._show(picture, r.mixture, r.history, status, start)
         self._submit(action)
 

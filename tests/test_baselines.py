@@ -63,18 +63,16 @@ def plain_lloyd(X, w, centres, *, tol=baselines.KMEANS_TOL, max_iter=300):
     for n_iter in range(max_iter + 1):
         labels, sq = em.nearest_centre(X, centres)
         history.append(float(np.dot(w, sq) / w.sum()))
-        if previous is not None and (np.array_equal(labels, previous)
-                                     or history[-2] - history[-1] <= tol * history[-2]):
-            break
-        if n_iter == max_iter:
+        settled = previous is not None and np.array_equal(labels, previous)
+        small_gain = len(history) > 1 and history[-2] - history[-1] <= tol * history[-2]
+        if settled or small_gain or n_iter == max_iter:
             break
         nk = np.bincount(labels, weights=w, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=w * X[:, j], minlength=k)
-                         for j in range(X.shape[1])], axis=1)
-        empty = nk <= 0
-        centres[~empty] = sums[~empty] / nk[~empty, None]
-        if empty.any():
-            centres[empty] = X[np.argsort(-(w * sq), kind="stable")[:int(empty.sum())]]
+        kept = nk > 0
+        for j in range(X.shape[1]):  # each coordinate's weighted mean over the cluster
+            centres[kept, j] = np.bincount(labels, weights=w * X[:, j], minlength=k)[kept] / nk[kept]
+        worst_first = np.argsort(-(w * sq), kind="stable")
+        centres[~kept] = X[worst_first[:int((~kept).sum())]]  # emptied: the costliest rows
         previous = labels
     return baselines.KMeansResult(centres, labels, history[-1], n_iter, np.array(history))
 

@@ -296,8 +296,14 @@ def main(argv=None) -> int:
     if args.part != "images":
         report["photos"] = bench_photos(args, photo_ks)
     if args.part != "all" and out.exists():
-        report = json.loads(out.read_text()) | {key: report[key] for key in (
-            "images" if args.part == "images" else "photos",)}
+        # this part, the machine and kernel it ran on and its settings replace the old ones
+        old = json.loads(out.read_text())
+        mine = ("per_iteration_iterations", "rounds", "sklearn_max_k") if args.part == "images" \
+            else ("photo_ks",)
+        settings = old.get("settings", {}) | {key: report["settings"][key]
+                                              for key in ("report",) + mine}
+        report = old | {key: report[key] for key in (args.part, "machine", "kernel")} \
+            | {"settings": settings}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, report)
     print(f"\nWrote {out}")

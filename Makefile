@@ -128,11 +128,12 @@ output/derivation.ipynb: notebooks/derivation.ipynb $(CODE) $(ENV) | check-param
 $(OUT)/report-params.txt: FORCE | check-params
 	$(call write_if_changed,image=$(IMAGE) ks=$(KS))
 
-# The report only reads: every K's results, the study's and the benchmark's data files.
-# The report's data files (their paths: pipeline.paths), made by make study and make bench.
-STUDY_DATA := report/data/study.json
-BENCH_DATA := report/data/bench.json
-SEEDS_DATA := $(shell $(PYTHON) src/pipeline/paths.py seeds-data '$(IMAGE)')
+# The report only reads: every K's results and the data files of make study, make bench and
+# make seeds (their paths: pipeline.paths).
+REPORT_DATA := $(shell $(PYTHON) src/pipeline/paths.py report-data '$(IMAGE)')
+STUDY_DATA := $(word 1,$(REPORT_DATA))
+BENCH_DATA := $(word 2,$(REPORT_DATA))
+SEEDS_DATA := $(word 3,$(REPORT_DATA))
 REPORT_CODE := $(addprefix src/pipeline/,report.py results.py figures.py tables.py narrative.py slider.py machine.py)
 $(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(CODE) $(REPORT_CODE) \
                      $(wildcard $(STUDY_DATA) $(BENCH_DATA) $(SEEDS_DATA))

@@ -201,7 +201,7 @@ class _Blocks:
         n = len(self.slices)
         if n == 1:
             return [func(0)]
-        runs = np.array_split(np.arange(n), min(n, 2 * _pool()._max_workers))
+        runs = np.array_split(np.arange(n), min(n, 2 * _WORKERS))
         return [out for run in _pool().map(lambda run: [func(b) for b in run], runs)
                 for out in run]
 
@@ -226,13 +226,14 @@ class _Blocks:
         return live, (live & (lowest < floor)).any(axis=1)
 
 
+_WORKERS = min(4, os.cpu_count() or 1)
 _POOL: ThreadPoolExecutor | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+        _POOL = ThreadPoolExecutor(max_workers=_WORKERS)
     return _POOL
 
 
@@ -260,8 +261,7 @@ class _LogJoint:
 
 
 def _log_joint(mixture: Mixture, shift: np.ndarray, dtype=np.float64) -> _LogJoint:
-    coef, offset = _log_joint_coefficients(mixture, shift, dtype)
-    peak = _log_weights(mixture) - 0.5 * mixture.d * (LOG_2PI + np.log(mixture.variances))
+    coef, offset, peak = _log_joint_coefficients(mixture, shift, dtype)
     return _LogJoint(coef, offset, mixture.means - shift, mixture.variances, peak)
 
 
@@ -273,7 +273,7 @@ def _log_joint_coefficients(mixture: Mixture, shift: np.ndarray, dtype=np.float6
 
     offset = max_k (log pi_k - D/2 log(2 pi s_k)) bounds every log-joint from above
     (a density peaks at its mean), so exp(C-product) <= 1 never overflows. Returns
-    (C in dtype, offset)."""
+    (C in dtype, offset, the peaks log pi_k - D/2 log(2 pi s_k) (K,))."""
     d = mixture.d
     means = mixture.means - shift
     var = mixture.variances
@@ -283,7 +283,7 @@ def _log_joint_coefficients(mixture: Mixture, shift: np.ndarray, dtype=np.float6
     coef[:d] = (means / var[:, None]).T
     coef[d] = -0.5 / var
     coef[d + 1] = peak - offset - 0.5 * (means * means).sum(axis=1) / var
-    return coef.astype(dtype, copy=False), offset
+    return coef.astype(dtype, copy=False), offset, peak
 
 
 # ------------------------------------------------------------------------- E-step
@@ -637,11 +637,7 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     moves from the best fit until this many in a row gain nothing (0: none; _refine).
     """
     X, w, k, dtype = _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor,
-                               seed, block_rows)
-    if not isinstance(accelerate, (bool, np.bool_)):
-        raise ValueError(f"accelerate must be True or False, got {accelerate!r}")
-    if not _is_integer(split_merge) or split_merge < 0:
-        raise ValueError(f"split_merge must be an integer >= 0, got {split_merge!r}")
+                               seed, block_rows, accelerate, split_merge)
     if not w.all():
         # A weight-0 sample adds nothing, but it may be the worst-explained one: a
         # component re-seeded there would die and be re-seeded there forever.
@@ -842,7 +838,7 @@ def responsibilities(mixture: Mixture, X) -> np.ndarray:
 def predict(mixture: Mixture, X) -> np.ndarray:
     """Most probable component of each sample: (N, D)  ->  (N,) int64 labels."""
     blocks = _query_blocks(mixture, X)
-    coef, _ = _log_joint_coefficients(mixture, blocks.shift)
+    coef = _log_joint_coefficients(mixture, blocks.shift)[0]
     parts = blocks.map(lambda b: np.argmax(blocks.log_joint(blocks.slices[b], coef), axis=1))
     return blocks.unsort(np.concatenate(parts).astype(np.int64))
 
@@ -912,7 +908,8 @@ def _is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor, seed, block_rows):
+def _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor, seed, block_rows,
+              accelerate, split_merge):
     X = _validate_samples(X, "X")
     if not _is_integer(k):
         raise ValueError(f"k must be an integer, got {k!r}")
@@ -934,6 +931,10 @@ def _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor, seed, block
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if not (isinstance(var_floor, numbers.Real) and var_floor > 0 and math.isfinite(var_floor)):
         raise ValueError(f"var_floor must be a positive number, got {var_floor!r}")
+    if not isinstance(accelerate, (bool, np.bool_)):
+        raise ValueError(f"accelerate must be True or False, got {accelerate!r}")
+    if not _is_integer(split_merge) or split_merge < 0:
+        raise ValueError(f"split_merge must be an integer >= 0, got {split_merge!r}")
     return X, w, int(k), X.dtype.type
 
 

@@ -60,12 +60,13 @@ def interactive_dir(image: str, k: int) -> Path:
 
 
 if __name__ == "__main__":
-    # python src/pipeline/paths.py stem IMAGE | seeds-data IMAGE | study-image
+    # python src/pipeline/paths.py stem IMAGE | report-data IMAGE | study-image
     if len(sys.argv) == 3 and sys.argv[1] == "stem":
         print(image_stem(sys.argv[2]))
-    elif len(sys.argv) == 3 and sys.argv[1] == "seeds-data":
-        print(seeds_data(sys.argv[2]).relative_to(ROOT))
+    elif len(sys.argv) == 3 and sys.argv[1] == "report-data":  # study, bench, seeds
+        print(*(path.relative_to(ROOT) for path in (STUDY_DATA, BENCH_DATA,
+                                                    seeds_data(sys.argv[2]))))
     elif sys.argv[1:] == ["study-image"]:
         print(STUDY_IMAGE)
     else:
-        sys.exit("usage: paths.py stem IMAGE | seeds-data IMAGE | study-image")
+        sys.exit("usage: paths.py stem IMAGE | report-data IMAGE | study-image")

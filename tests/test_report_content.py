@@ -164,6 +164,9 @@ def test_conclusions_name_the_seed_spread_only_when_the_study_is_shown():
     segmented = {k: np.zeros((4, 4, 3), np.uint8) for k in sweep.ks}
     assert "spread over seeds" not in narrative.conclusions(sweep, segmented)[-1]
     assert "spread over seeds" in narrative.conclusions(sweep, segmented, True)[-1]
+    both = narrative.conclusions(sweep, segmented, True, seeds_shown=True)[-1]
+    assert "spread over seeds on this image and the study section" in both
+    assert "on this image" not in narrative.conclusions(sweep, segmented, True)[-1]
 
 
 def test_smallest_k_explains_a_broad_component_only_when_there_is_one():

@@ -211,7 +211,7 @@ def convergence(sweep: Sweep):
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("iteration (0: the start)")
     ax.set_ylabel("log-likelihood per pixel")
-    ax.legend(loc="lower right", ncol=2, fontsize=FONT - 2)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=FONT - 2)
     return fig
 
 

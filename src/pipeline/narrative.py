@@ -362,9 +362,11 @@ def speed_text(entry: dict) -> str:
     return text.strip()
 
 
-def conclusions(sweep: Sweep, segmented: dict, study_shown: bool = False) -> list[str]:
+def conclusions(sweep: Sweep, segmented: dict, study_shown: bool = False,
+                seeds_shown: bool = False) -> list[str]:
     """The take-aways as Markdown bullet points; segmented: {K: (H, W, 3) uint8};
-    study_shown: whether the report shows the study's seed spread."""
+    study_shown, seeds_shown: whether the report shows the spread over seeds on the
+    study's photograph, on this image."""
     e = errors(sweep)
     ratio = e["EM"] / e["k-means"]
     nearest = sweep.series("em_nearest_mean.error", "baselines")
@@ -386,9 +388,12 @@ def conclusions(sweep: Sweep, segmented: dict, study_shown: bool = False) -> lis
                "weight and a spread, every pixel a probability of each label (the entropy map "
                "shows where the segmentation is unsure), and the log-likelihood and BIC "
                "compare K on a common scale."),
-              (f"Limits: one image per report and one seed per K here"
-               + (" (the study section shows the spread over seeds on the study's photograph)"
-                  if study_shown else "")
+              (f"Limits: one image per report and one seed per K in the runs above"
+               + (" (" + " and ".join(
+                   (["the error curve's band shows the spread over seeds on this image"]
+                    if seeds_shown else [])
+                   + (["the study section the spread over seeds on the study's photograph"]
+                      if study_shown else [])) + ")" if seeds_shown or study_shown else "")
                + f"; isotropic components in "
                f"RGB, not a perceptual colour space; the error is a squared RGB distance, "
                f"not a measure of what the eye sees; pixels are treated as independent, so "

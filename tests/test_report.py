@@ -438,13 +438,20 @@ def test_pdf_page_one_has_the_abstract_and_a_figure_and_no_plumbing(pdf):
 
 
 def test_figures_are_numbered_in_order_with_captions(html, pdf):
+    """The report's figures are 1, 2, ... and name the image; the derivation's, in
+    Appendix B, are B1, B2, ...; both in the HTML and the PDF."""
     captions = [collapse(c.get_text(" ")) for c in html.soup.find_all("figcaption")
                 if c.get_text().startswith("Figure")]
-    numbers = [int(re.match(r"Figure (\d+)\.", c).group(1)) for c in captions]
+    report = [c for c in captions if re.match(r"Figure \d+\.", c)]
+    numbers = [int(re.match(r"Figure (\d+)\.", c).group(1)) for c in report]
     assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 6
-    assert all("photo" in c for c in captions), "every caption names the image"
+    assert all("photo" in c for c in report), "every caption names the image"
+    appendix = [int(re.match(r"Figure B(\d+)\.", c).group(1)) for c in captions
+                if c not in report]
+    assert appendix == list(range(1, len(appendix) + 1)) and len(appendix) >= 5
     pdf_numbers = [int(n) for n in re.findall(r"Figure (\d+)\.", pdf.text)]
     assert sorted(set(pdf_numbers)) == numbers
+    assert sorted({int(n) for n in re.findall(r"Figure B(\d+)\.", pdf.text)}) == appendix
 
 
 def test_conclusions_and_reproducing_sections(html, pdf):

@@ -39,9 +39,10 @@ class Numbered:
     """Shows figures numbered in order, each with a caption and an alt text (kept in
     the output's metadata for the renderer); saves README copies to a staging folder."""
 
-    def __init__(self, staging_dir=None):
+    def __init__(self, staging_dir=None, prefix: str = ""):
         self.count = 0
         self.staging_dir = Path(staging_dir) if staging_dir else None
+        self.prefix = prefix  # e.g. "B": Figure B1, B2... in an appendix
 
     def show(self, fig, caption: str, alt: str, *, exact: bool = False, save_as: str = "",
              save_width_px: int = 800) -> None:
@@ -53,7 +54,8 @@ class Numbered:
         fig.savefig(buffer, format="png", dpi=fig.dpi,
                     **({} if exact else {"bbox_inches": "tight", "pad_inches": 0.05}))
         display(Image(data=buffer.getvalue()),
-                metadata={"em_report": {"caption": f"**Figure {self.count}.** {caption}",
+                metadata={"em_report": {"caption": f"**Figure {self.prefix}{self.count}.** "
+                                                   f"{caption}",
                                         "alt": alt}})
         if save_as and self.staging_dir:
             with atomic.atomic_path(self.staging_dir / save_as) as tmp:

@@ -549,6 +549,10 @@ LATEX_TEMPLATE = r"""
                          extra_args=['--columns=100000'])
         | fit_tables )))
 ((* endblock data_markdown *))
+((* block stream *))
+    \needspace{((( [output.text.count('\n') + 2, 25] | min )))\baselineskip}
+((( super() )))
+((* endblock stream *))
 ((* block data_png -*))
 ((*- set meta = output.metadata.get('em_report', {}) -*))
 ((*- if meta.get('caption') *))

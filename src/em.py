@@ -169,15 +169,16 @@ class _Blocks:
     X: (N, D), sample_weight: (N,) float64. Centring on `shift` (default: the weighted
     mean) keeps ||x||^2 small, which limits the rounding of the expansion. `dtype` is
     the precision of the E-step's matrix product (float32 input keeps float32).
-    `order` maps block rows back to input rows (unsort).
+    `order` maps block rows back to input rows (unsort); ordered=False keeps the input
+    order (for a single pass that prunes nothing, where sorting would cost more).
     """
 
     def __init__(self, X, sample_weight, k: int, dtype=np.float64, shift=None,
-                 block_rows: int | None = None):
+                 block_rows: int | None = None, ordered: bool = True):
         X = np.asarray(X, dtype=np.float64)
         self.shift = (np.average(X, axis=0, weights=sample_weight) if shift is None
                       else shift)
-        self.order = _spatial_order(X)
+        self.order = _spatial_order(X) if ordered else np.arange(X.shape[0])
         Y = X[self.order] - self.shift
         self.xa64 = _augment(Y)  # for the sums of the M-step
         self.xa = self.xa64.astype(dtype, copy=False)  # for the E-step
@@ -350,10 +351,11 @@ def _e_step_all(blocks: _Blocks, mixture: Mixture, normalise: bool = True):
     return resp, blocks.unsort(np.concatenate([log_norm for _, log_norm in parts]))
 
 
-def _query_blocks(mixture: Mixture, X) -> _Blocks:
+def _query_blocks(mixture: Mixture, X, ordered: bool = True) -> _Blocks:
     """X validated and prepared for the E-step of `mixture` (unit weights)."""
     X = _validate_samples(X, "X", mixture.d)
-    return _Blocks(X, np.ones(len(X)), mixture.k, shift=mixture.weights @ mixture.means)
+    return _Blocks(X, np.ones(len(X)), mixture.k, shift=mixture.weights @ mixture.means,
+                   ordered=ordered)
 
 
 def e_step(X, mixture: Mixture) -> tuple[np.ndarray, np.ndarray]:
@@ -837,7 +839,7 @@ def responsibilities(mixture: Mixture, X) -> np.ndarray:
 
 def predict(mixture: Mixture, X) -> np.ndarray:
     """Most probable component of each sample: (N, D)  ->  (N,) int64 labels."""
-    blocks = _query_blocks(mixture, X)
+    blocks = _query_blocks(mixture, X, ordered=False)  # every component is scored
     coef = _log_joint_coefficients(mixture, blocks.shift)[0]
     parts = blocks.map(lambda b: np.argmax(blocks.log_joint(blocks.slices[b], coef), axis=1))
     return blocks.unsort(np.concatenate(parts).astype(np.int64))

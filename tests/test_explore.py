@@ -5,6 +5,7 @@ messages, and nothing is written into the project."""
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import sys
 from pathlib import Path
@@ -76,6 +77,27 @@ def test_the_numbers_shown_are_the_pipelines(explorer, image_dir, tmp_path):
     images.save_indexed_png(out, explorer.summary.labels, explorer.summary.palette)
     assert explorer.summary.png_bytes == out.stat().st_size
     assert f"{explorer.summary.png_bytes:,} bytes" in explorer.metrics.value
+
+
+def test_the_segmented_image_shown_is_every_pixel_in_its_components_colour(explorer):
+    shown = np.asarray(Image.open(io.BytesIO(explorer.segmented.value)).convert("RGB"))
+    np.testing.assert_array_equal(shown, explorer.summary.palette[explorer.summary.labels])
+
+
+def test_the_kept_plots_draw_what_fresh_ones_draw(explorer, image_dir):
+    """The plots keep their figure (and the RGB-space cloud as a background) between
+    redraws: nothing of an earlier mixture may remain."""
+    picture, first = explorer.picture, explorer.result
+    explorer.k.value = 6
+    second = explorer.result
+    space, history = explore.RgbSpacePlot(), explore.HistoryPlot()
+    n = picture.shape[0] * picture.shape[1]
+    assert explorer.space_plot.value == space.png(picture, second.mixture)
+    assert explorer.history_plot.value == history.png(second.history, n, "K = 6")
+    assert space.png(picture, first.mixture) != explorer.space_plot.value
+    explorer.k.value = first.k
+    assert explorer.space_plot.value == space.png(picture, first.mixture)
+    assert explorer.history_plot.value == history.png(first.history, n, f"K = {first.k}")
 
 
 def test_labels_switch_between_map_and_nearest_mean_without_refitting(explorer, image_dir):

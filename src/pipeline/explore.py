@@ -187,11 +187,6 @@ class Summary:
     psnr_db: float
     png_bytes: int
 
-    @property
-    def segmented(self) -> np.ndarray:
-        """(H, W, 3) uint8: each pixel replaced by its component's colour."""
-        return self.palette[self.labels]
-
 
 def colour_labels(picture: Picture, mixture: em.Mixture, rule: str) -> np.ndarray:
     """(M,) component of every distinct colour: the most probable one ("map") or the
@@ -204,11 +199,8 @@ def colour_labels(picture: Picture, mixture: em.Mixture, rule: str) -> np.ndarra
 
 
 def png_size(labels: np.ndarray, palette: np.ndarray) -> int:
-    """Bytes of images.save_indexed_png(labels, palette), written to a temporary file."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "indexed.png"
-        images.save_indexed_png(path, labels, palette)
-        return path.stat().st_size
+    """Bytes of the palette PNG that images.save_indexed_png(labels, palette) writes."""
+    return len(images.indexed_png(labels, palette))
 
 
 # PNG compression runs outside the GIL: the palette PNG's size is computed on this
@@ -241,61 +233,98 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def figure_png(fig) -> bytes:
-    """A matplotlib Figure rendered by Agg as PNG bytes (no pyplot, no display)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+def canvas_png(canvas) -> bytes:
+    """What an Agg canvas last drew (an opaque figure) as PNG bytes for the screen."""
+    return png_bytes(np.asarray(canvas.buffer_rgba())[..., :3])
 
 
-def history_png(history: np.ndarray, n_pixels: int, title: str) -> bytes:
-    """The log-likelihood per pixel after every iteration (iteration 0: the start)."""
-    from matplotlib.figure import Figure
+class HistoryPlot:
+    """The log-likelihood per pixel after every iteration (iteration 0: the start).
 
-    # Fixed margins: a layout engine would cost more than the drawing.
-    fig = Figure(figsize=(4.6, 3.0), dpi=90)
-    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.16, top=0.9)
-    ax = fig.add_subplot()
-    ax.plot(np.arange(len(history)), np.asarray(history) / n_pixels, ".-", ms=3)
-    ax.set_xlabel("iteration")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_ylabel("log-likelihood per pixel")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    return figure_png(fig)
+    One figure, kept: each call replaces the curve and redraws (building a figure
+    costs as much as drawing it)."""
+
+    def __init__(self):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        # Fixed margins: a layout engine would cost more than the drawing.
+        self.fig = Figure(figsize=(4.6, 3.0), dpi=90)
+        self.canvas = FigureCanvasAgg(self.fig)
+        self.fig.subplots_adjust(left=0.17, right=0.97, bottom=0.16, top=0.9)
+        self.ax = ax = self.fig.add_subplot()
+        (self.line,) = ax.plot([], [], ".-", ms=3)
+        ax.set_xlabel("iteration")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel("log-likelihood per pixel")
+        ax.grid(alpha=0.3)
+        # a plain text, not the title: placing a title measures every tick label
+        self.title = ax.text(0.5, 1.03, "", transform=ax.transAxes, ha="center",
+                             fontsize=10)
+
+    def png(self, history: np.ndarray, n_pixels: int, title: str) -> bytes:
+        history = np.asarray(history) / n_pixels
+        self.line.set_data(np.arange(len(history)), history)
+        self.ax.relim()
+        self.ax.autoscale_view()
+        self.title.set_text(title)
+        self.canvas.draw()
+        return canvas_png(self.canvas)
 
 
 _CLOUD_POINTS = 1500  # distinct colours drawn in the RGB-space plot
 
 
-def rgb_space_png(picture: Picture, mixture: em.Mixture,
-                  previous: em.Mixture | None = None) -> bytes:
+class RgbSpacePlot:
     """The components in RGB space: a sample of the colours (drawn by pixel count,
     fixed seed), each mean as a disc of area proportional to pi_k; with `previous`, a
-    line from where each mean was one step before."""
-    from matplotlib.figure import Figure
+    line from where each mean was one step before.
 
-    rng = np.random.default_rng(0)
-    m = len(picture.counts)
-    sample = rng.choice(m, size=min(_CLOUD_POINTS, m), replace=False,
-                        p=picture.counts / picture.counts.sum())
-    cloud = picture.colours[sample]
-    fig = Figure(figsize=(4.2, 3.6), dpi=90)
-    fig.subplots_adjust(left=0, right=0.95, bottom=0.03, top=1)
-    ax = fig.add_subplot(projection="3d")
-    ax.scatter(*cloud.T, c=cloud, s=2, alpha=0.35, depthshade=False)
-    means = np.clip(mixture.means, 0, 1)
-    if previous is not None:
-        for a, b in zip(np.clip(previous.means, 0, 1), means):
-            ax.plot(*np.stack([a, b]).T, color="black", lw=1)
-    ax.scatter(*means.T, c=means, s=20 + 600 * mixture.weights, edgecolors="black",
-               depthshade=False)
-    ax.set(xlim=(0, 1), ylim=(0, 1), zlim=(0, 1), xlabel="R", ylabel="G", zlabel="B")
-    ax.tick_params(labelsize=7)
-    return figure_png(fig)
+    The view and the limits are fixed, so the cloud and the axes of a picture are
+    drawn once and kept as a background; each call draws only the means on it."""
+
+    def __init__(self):
+        self.picture = None
+
+    def _draw_background(self, picture: Picture) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        rng = np.random.default_rng(0)
+        m = len(picture.counts)
+        sample = rng.choice(m, size=min(_CLOUD_POINTS, m), replace=False,
+                            p=picture.counts / picture.counts.sum())
+        cloud = picture.colours[sample]
+        self.fig = fig = Figure(figsize=(4.2, 3.6), dpi=90)
+        self.canvas = FigureCanvasAgg(fig)
+        fig.subplots_adjust(left=0, right=0.95, bottom=0.03, top=1)
+        self.ax = ax = fig.add_subplot(projection="3d")
+        ax.scatter(*cloud.T, c=cloud, s=2, alpha=0.35, depthshade=False)
+        ax.set(xlim=(0, 1), ylim=(0, 1), zlim=(0, 1), xlabel="R", ylabel="G", zlabel="B")
+        ax.tick_params(labelsize=7)
+        self.canvas.draw()
+        self.background = self.canvas.copy_from_bbox(fig.bbox)
+        self.picture = picture
+
+    def png(self, picture: Picture, mixture: em.Mixture,
+            previous: em.Mixture | None = None) -> bytes:
+        if self.picture is not picture:
+            self._draw_background(picture)
+        ax = self.ax
+        self.canvas.restore_region(self.background)
+        means = np.clip(mixture.means, 0, 1)
+        artists = []
+        if previous is not None:
+            for a, b in zip(np.clip(previous.means, 0, 1), means):
+                artists += ax.plot(*np.stack([a, b]).T, color="black", lw=1)
+        artists.append(ax.scatter(*means.T, c=means, s=20 + 600 * mixture.weights,
+                                  edgecolors="black", depthshade=False))
+        for artist in artists:
+            if hasattr(artist, "do_3d_projection"):
+                artist.do_3d_projection()
+            ax.draw_artist(artist)
+            artist.remove()
+        return canvas_png(self.canvas)
 
 
 def palette_html(mixture: em.Mixture, palette: np.ndarray) -> str:
@@ -324,7 +353,8 @@ def metrics_html(picture: Picture, summary: Summary, history: np.ndarray,
         ("reconstruction error", f"{summary.error:.6f} (mean squared RGB distance)"),
         ("PSNR", f"{summary.psnr_db:.2f} dB"),
         ("palette PNG", f"{summary.png_bytes:,} bytes "
-                        f"({8 * summary.png_bytes / (h * w):.3f} bits per pixel)"),
+                        f"({8 * summary.png_bytes / (h * w):.3f} bits per pixel)"
+                        if summary.png_bytes >= 0 else "compressing …"),
         ("time", f"{seconds:.2f} s"),
     ]
     body = "".join(f"<tr><td style='padding-right:1em'>{a}</td><td>{b}</td></tr>"
@@ -378,6 +408,8 @@ class Explorer:
         self._step_history: list[float] = []
         self._last_status = ""
         self._original_of: Picture | None = None
+        self._history, self._space = HistoryPlot(), RgbSpacePlot()
+        self.timing: dict[str, float] = {}  # of the last redraw: seconds to "shown", "sized"
 
         choices = image_choices(images_dir or paths.ROOT / "images")
         first = str(paths.image_path(image)) if image else next(iter(choices.values()))
@@ -592,11 +624,15 @@ class Explorer:
         if self._original_of is not picture:
             self.original.value = png_bytes(picture.rgb)
             self._original_of = picture
-        self.segmented.value = png_bytes(summary.segmented)
+        self.segmented.value = images.indexed_png(summary.labels, summary.palette, fast=True)
         self.palette.value = palette_html(mixture, summary.palette)
-        self.history_plot.value = history_png(history, h * w, f"K = {mixture.k}")
-        self.space_plot.value = rgb_space_png(picture, mixture, previous)
+        self.history_plot.value = self._history.png(history, h * w, f"K = {mixture.k}")
+        self.space_plot.value = self._space.png(picture, mixture, previous)
+        shown = time.perf_counter() - start
+        self.summary = summary
+        self.metrics.value = metrics_html(picture, summary, history, status, shown)
+        # The palette PNG's size (zlib at its slowest level) follows, on its own line.
         self.summary = summary = sized.result()
-        self.metrics.value = metrics_html(picture, summary, history, status,
-                                          time.perf_counter() - start)
+        self.metrics.value = metrics_html(picture, summary, history, status, shown)
+        self.timing = {"shown": shown, "sized": time.perf_counter() - start}
         self._say(f"{picture.describe()}. K = {mixture.k}, {LABELS[self.labels.value]}s.")

@@ -7,6 +7,7 @@ module is the bridge between files and that array.
 
 from __future__ import annotations
 
+import io
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,21 +151,31 @@ def save_png(path: str | os.PathLike, picture: np.ndarray) -> None:
         Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8)).save(tmp, format="PNG")
 
 
-def save_indexed_png(path: str | os.PathLike, labels: np.ndarray,
-                     palette: np.ndarray) -> None:
-    """The compressed image: a palette of K <= 256 colours and one index per pixel.
-
-    labels: (H, W) integers in [0, K), palette: (K, 3) uint8. Indices are stored
-    with the fewest bits PNG allows for K colours (1, 2, 4 or 8), written atomically.
-    """
+def indexed_png(labels: np.ndarray, palette: np.ndarray, fast: bool = False) -> bytes:
+    """The compressed image as PNG bytes: a palette of K <= 256 colours and one index
+    per pixel, stored with the fewest bits PNG allows for K colours (1, 2, 4 or 8) and
+    zlib's best compression; fast: one byte per index and zlib's fastest level (for a
+    screen). labels: (H, W) integers in [0, K), palette: (K, 3) uint8."""
     k = len(palette)
     if not 1 <= k <= 256:
         raise ValueError(f"an indexed PNG holds 1 to 256 colours, got a palette of {k}")
     if labels.min() < 0 or labels.max() >= k:
         raise ValueError(f"labels must lie in [0, {k}), got [{labels.min()}, {labels.max()}]")
-    bits = next(b for b in (1, 2, 4, 8) if k <= 1 << b)
     h, w = labels.shape
     im = Image.frombuffer("P", (w, h), np.ascontiguousarray(labels, dtype=np.uint8), "raw", "P", 0, 1)
     im.putpalette(palette.astype(np.uint8).ravel().tolist(), rawmode="RGB")
+    buffer = io.BytesIO()
+    if fast:
+        im.save(buffer, format="PNG", compress_level=1)
+    else:
+        im.save(buffer, format="PNG", optimize=True,
+                bits=next(b for b in (1, 2, 4, 8) if k <= 1 << b))
+    return buffer.getvalue()
+
+
+def save_indexed_png(path: str | os.PathLike, labels: np.ndarray,
+                     palette: np.ndarray) -> None:
+    """indexed_png(labels, palette) written atomically to path."""
+    data = indexed_png(labels, palette)
     with atomic_path(path) as tmp:
-        im.save(tmp, format="PNG", optimize=True, bits=bits)
+        Path(tmp).write_bytes(data)

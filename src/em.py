@@ -472,25 +472,31 @@ def _box_distances(blocks: _Blocks, points: np.ndarray) -> tuple[np.ndarray, np.
     return (near * near).sum(axis=2), (far * far).sum(axis=2)
 
 
-def _nearest(blocks: _Blocks, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _nearest(blocks: _Blocks, centres: np.ndarray, distances: bool = True):
     """nearest_centre on prepared samples, centres (K, D) given as c - shift: labels
-    and squared distances (N,), in block order. In each block only the centres that
-    come nearer its box than some centre's farthest corner can be nearest to a row."""
+    and squared distances (N,) (None without `distances`), in block order. In each
+    block only the centres that come nearer its box than some centre's farthest
+    corner can be nearest to a row."""
     d = centres.shape[1]
     near, far = _box_distances(blocks, centres)
     candidates = near <= far.min(axis=1)[:, None]
-    cc = (centres * centres).sum(axis=1)
+    cc, twice = (centres * centres).sum(axis=1), -2.0 * centres
 
     def one_block(b):
         sl, columns = blocks.slices[b], np.flatnonzero(candidates[b])
         Y = blocks.xa64[sl, :d]
-        labels = columns[np.argmin(cc[columns] - 2.0 * Y @ centres[columns].T, axis=1)]
+        # ||c||^2 - 2 y.c, in place (scaling by -2 is exact: the same numbers)
+        score = Y @ twice[columns].T
+        score += cc[columns]
+        labels = columns[np.argmin(score, axis=1)]
+        if not distances:
+            return labels, None
         diff = Y - centres[labels]
         return labels, (diff * diff).sum(axis=1)
 
     parts = blocks.map(one_block)
-    return (np.concatenate([labels for labels, _ in parts]),
-            np.concatenate([sq for _, sq in parts]))
+    labels = np.concatenate([labels for labels, _ in parts])
+    return labels, (np.concatenate([sq for _, sq in parts]) if distances else None)
 
 
 def nearest_centre(X, centres) -> tuple[np.ndarray, np.ndarray]:
@@ -506,7 +512,7 @@ def nearest_centre(X, centres) -> tuple[np.ndarray, np.ndarray]:
     # not centred: a row's distances then depend on the row and the centres alone, so
     # equal rows break ties alike whatever else X holds
     blocks = _Blocks(X, np.ones(len(X)), len(centres), shift=np.zeros(X.shape[1]))
-    labels = blocks.unsort(_nearest(blocks, centres)[0])
+    labels = blocks.unsort(_nearest(blocks, centres, distances=False)[0])
     diff = X - centres[labels]
     return labels, (diff * diff).sum(axis=1)
 
@@ -521,9 +527,12 @@ def _greedy_centres(blocks: _Blocks, k: int, rng: np.random.Generator) -> np.nda
     closest_sq = ((xa[:, :d] - centres[0]) ** 2).sum(axis=1)
     to_candidates = np.ones((d + 2, n_candidates))  # [y, ||y||^2, 1] -> ||y - c||^2
     candidates = np.zeros(n_candidates, dtype=np.int64)
-    # a few runs of rows, each product small enough for one BLAS thread, on the pool
+    # a few runs of rows, each product small enough for one BLAS thread, as many as
+    # a multiple of the pool's workers (each then waits as long), on the pool
     rows = max(256, (_BLOCK_PRODUCT - 1) // ((d + 2) * n_candidates))
-    runs = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
+    n_runs = -(-n // rows)
+    n_runs = n_runs if n_runs == 1 else -(-n_runs // _WORKERS) * _WORKERS
+    runs = [slice(run[0], run[-1] + 1) for run in np.array_split(np.arange(n), n_runs)]
 
     def shortened(sl):
         """min(D_n^2, ||y_n - c||^2) for a run of rows (rows, candidates), and its
@@ -559,10 +568,11 @@ def _init_kmeans_plus_plus(blocks: _Blocks, k: int, rng: np.random.Generator,
     Y, w = blocks.xa64[:, :-2], blocks.w
     d = Y.shape[1]
     centres = _greedy_centres(blocks, k, rng)
+    weighted = np.ascontiguousarray((Y * w[:, None]).T)  # (D, N): w_n y_n, by coordinate
     for _ in range(lloyd_iterations):
-        labels, _ = _nearest(blocks, centres)
+        labels, _ = _nearest(blocks, centres, distances=False)
         nk = np.bincount(labels, weights=w, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=w * Y[:, j], minlength=k)
+        sums = np.stack([np.bincount(labels, weights=weighted[j], minlength=k)
                          for j in range(d)], axis=1)
         filled = nk > 0
         centres[filled] = sums[filled] / nk[filled, None]

@@ -25,6 +25,7 @@ SECTIONS = [
     "8. k-means as a limit of EM",
     "9. Model selection: BIC",
     "10. Segmentation and compression",
+    "11. Fewer iterations: extrapolating EM's steps (SQUAREM)",
 ]
 
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*$", re.MULTILINE)
@@ -45,7 +46,7 @@ def executed(tmp_path_factory):
 
 
 def test_runs_and_every_section_is_checked(executed):
-    """Completes, has the ten numbered sections in order, each with an assert cell."""
+    """Completes, has the eleven numbered sections in order, each with an assert cell."""
     errors = [o for c in executed.cells if c.cell_type == "code"
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

@@ -7,8 +7,9 @@ palette with pi_k and sigma_k, the log-likelihood after every iteration, the
 components in RGB space, and the error, PSNR and palette-PNG size. A button fits the
 full image; another runs EM one iteration at a time. The functions (`prepare`,
 `fit`, `initial_mixture`, `em_step`, `summarise`) are plain and tested; `Explorer`
-only wires widgets to them, and its callbacks can be driven without a browser.
-Nothing is written to disk except a temporary file to measure the PNG size.
+only wires widgets to them, and its callbacks can be driven without a browser; the
+two plots keep their figures between redraws (HistoryPlot, RgbSpacePlot). Nothing is
+written to disk but an upload, to a temporary file that is read and deleted.
 """
 
 from __future__ import annotations

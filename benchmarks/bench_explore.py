@@ -78,7 +78,7 @@ def run(explorer: explore.Explorer, ks: list[int], repeats: int, fit_times: list
     return rows
 
 
-def table(rows, title: str) -> None:
+def table(rows, title: str, with_size: bool = True) -> None:
     by_k = defaultdict(list)
     for k, *values in rows:
         by_k[k].append(values)
@@ -88,7 +88,7 @@ def table(rows, title: str) -> None:
     for k in sorted(by_k):
         s, sized, c, f, n = zip(*by_k[k])
         print(f"{k:>4} {len(s):>8} {statistics.median(s):>9.3f} {max(s):>7.3f} "
-              f"{max(sized):>17.3f} {statistics.median(c):>13.3f} "
+              f"{f'{max(sized):.3f}' if with_size else '-':>17} {statistics.median(c):>13.3f} "
               f"{statistics.median(f):>13.3f} {statistics.median(n):>11.0f}")
 
 
@@ -110,7 +110,7 @@ def main() -> None:
     background.wait()
     answer = run(background, args.ks, args.repeats, fit_times)
     table(answer, "answer: change -> kernel free again (background=True, as in the "
-                  "notebook); fit: on the worker")
+                  "notebook); fit: on the worker", with_size=False)
 
     worst_result = max(r[1] for r in result)
     worst_sized = max(r[2] for r in result)

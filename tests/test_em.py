@@ -395,6 +395,40 @@ def test_kmeans_plus_plus_draws_centres_from_weighted_samples():
         assert start.weights.sum() == pytest.approx(1.0, abs=1e-15)
 
 
+@pytest.mark.parametrize("k", [3, 12, 40])
+def test_kmeans_plus_plus_lloyd_steps_are_weighted_lloyd(k):
+    """After the greedy draws, the seeding's Lloyd steps (pruned by the blocks' boxes)
+    are a plain weighted Lloyd loop: from the same draws, a brute-force loop over all
+    centres gives the same means, and the weights and variances of the final hard
+    assignment. Continuous samples (no exact ties, which the two loops could break
+    apart), enough of them for many blocks."""
+    rng = np.random.default_rng(8)
+    centres_true = rng.uniform(0.1, 0.9, size=(30, 3))
+    colours = (centres_true[rng.integers(30, size=30000)]
+               + rng.normal(scale=0.02, size=(30000, 3)))
+    w = rng.integers(1, 6, size=len(colours)).astype(np.float64)
+    drawn = em.init_kmeans_plus_plus(colours, w, k, np.random.default_rng(5),
+                                     lloyd_iterations=0).means
+    centres = drawn.copy()
+    for step in range(11):  # 10 Lloyd steps, then the assignment of the mixture
+        sq = ((colours[:, None, :] - centres[None]) ** 2).sum(axis=2)
+        labels = sq.argmin(axis=1)
+        nk = np.bincount(labels, weights=w, minlength=k)
+        if step == 10:
+            break
+        filled = nk > 0
+        centres[filled] = (np.stack([np.bincount(labels, weights=w * colours[:, j],
+                                                 minlength=k) for j in range(3)], axis=1)
+                           [filled] / nk[filled, None])
+    spread = np.bincount(labels, weights=w * sq[np.arange(len(w)), labels],
+                         minlength=k) / (3 * np.maximum(nk, 1e-300))
+    seeded = em.init_kmeans_plus_plus(colours, w, k, np.random.default_rng(5))
+    assert_close(seeded.means, centres, 1e-12, "means", elementwise=False)
+    assert_close(seeded.weights, nk / nk.sum(), 1e-12, "weights")
+    assert_close(seeded.variances, np.maximum(spread, em.QUANTISATION_VARIANCE), 1e-9,
+                 "variances")
+
+
 def seeding_frequencies(init_function, X, w, k, n_draws):
     """How often each ordered tuple of sample indices is drawn as the initial means,
     over seeds 0 .. n_draws-1: dict (i, j, ...) -> count."""

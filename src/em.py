@@ -179,7 +179,7 @@ class _Blocks:
         self.shift = (np.average(X, axis=0, weights=sample_weight) if shift is None
                       else shift)
         self.order = _spatial_order(X) if ordered else np.arange(X.shape[0])
-        Y = X[self.order] - self.shift
+        Y = (X[self.order] if ordered else X) - self.shift
         self.xa64 = _augment(Y)  # for the sums of the M-step
         self.xa = self.xa64.astype(dtype, copy=False)  # for the E-step
         self.w = np.asarray(sample_weight, dtype=np.float64)[self.order]
@@ -527,11 +527,12 @@ def _greedy_centres(blocks: _Blocks, k: int, rng: np.random.Generator) -> np.nda
     closest_sq = ((xa[:, :d] - centres[0]) ** 2).sum(axis=1)
     to_candidates = np.ones((d + 2, n_candidates))  # [y, ||y||^2, 1] -> ||y - c||^2
     candidates = np.zeros(n_candidates, dtype=np.int64)
-    # a few runs of rows, each product small enough for one BLAS thread, as many as
-    # a multiple of the pool's workers (each then waits as long), on the pool
+    # a few runs of rows on the pool, each product small enough for one BLAS thread;
+    # a multiple of 4 of them, so that 2 or 4 workers each wait as long (a constant:
+    # the runs' partial sums must not depend on the machine's worker count)
     rows = max(256, (_BLOCK_PRODUCT - 1) // ((d + 2) * n_candidates))
     n_runs = -(-n // rows)
-    n_runs = n_runs if n_runs == 1 else -(-n_runs // _WORKERS) * _WORKERS
+    n_runs = n_runs if n_runs == 1 else -(-n_runs // 4) * 4
     runs = [slice(run[0], run[-1] + 1) for run in np.array_split(np.arange(n), n_runs)]
 
     def shortened(sl):

@@ -922,6 +922,26 @@ def test_results_do_not_depend_on_the_number_of_threads(monkeypatch):
     assert_identical(results[0], results[2])
 
 
+def test_seeding_does_not_depend_on_the_machines_worker_count(monkeypatch):
+    """The greedy draws split the rows into runs on the pool (enough rows here for
+    several); a machine with 1, 2 or 4 workers draws the same centres, bit for bit."""
+    rng = np.random.default_rng(4)
+    X = rng.uniform(size=(70000, 3))
+    w = rng.integers(1, 9, size=len(X)).astype(np.float64)
+    starts = []
+    for workers in (1, 2, 4):
+        pool = ThreadPoolExecutor(max_workers=workers)
+        monkeypatch.setattr(em, "_POOL", pool)
+        monkeypatch.setattr(em, "_WORKERS", workers)
+        try:
+            starts.append(em.init_kmeans_plus_plus(X, w, 8, np.random.default_rng(1)))
+        finally:
+            pool.shutdown()
+    for other in starts[1:]:
+        for name in ("weights", "means", "variances"):
+            assert np.array_equal(getattr(other, name), getattr(starts[0], name)), name
+
+
 def test_same_call_twice_is_bit_identical():
     X = photo(60)
     for block_rows in (None, 64):

@@ -10,9 +10,9 @@ every widget change (a change of start, then of K through --ks, then of seed, re
 * result: the change's callback with background=False, i.e. the time from the change
   to everything redrawn (fit + labels + images, palette, plots and numbers); + PNG
   size: until the palette PNG's size, compressed meanwhile on another thread, fills
-  in its line; cpu: the CPU time the process used meanwhile (all threads; on a busy
-  machine wall time grows with the load, CPU time much less); fit: the part of the
-  wall time spent in em.fit; iterations: EM's.
+  in its line; cpu: the CPU time the process used meanwhile, PNG compression included
+  (all threads; on a busy machine wall time grows with the load, CPU time much less);
+  fit: the part of the wall time spent in em.fit; iterations: EM's.
 * answer: the same changes with background=True (as in the notebook): how long the
   kernel is blocked before it answers ("fitting ..."); the fit then runs on a worker
   thread and the result follows.
@@ -56,8 +56,9 @@ def changes(ks: list[int], repeats: int):
 
 
 def run(explorer: explore.Explorer, ks: list[int], repeats: int, fit_times: list[float]):
-    """Every change: (K, seconds the callback took, its CPU seconds, seconds in em.fit,
-    iterations)."""
+    """Every change: (K, seconds until everything but the PNG size was shown, seconds
+    until the size was too (background=True: both are the seconds the kernel was
+    blocked), CPU seconds of the whole callback, seconds in em.fit, iterations)."""
     rows = []
     for name, value in changes(ks, repeats):
         widget = getattr(explorer, name)

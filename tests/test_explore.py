@@ -84,20 +84,36 @@ def test_the_segmented_image_shown_is_every_pixel_in_its_components_colour(explo
     np.testing.assert_array_equal(shown, explorer.summary.palette[explorer.summary.labels])
 
 
-def test_the_kept_plots_draw_what_fresh_ones_draw(explorer, image_dir):
+def test_the_kept_plots_draw_what_fresh_ones_draw(image_dir, monkeypatch):
     """The plots keep their figure (and the RGB-space cloud as a background) between
-    redraws: nothing of an earlier mixture may remain."""
-    picture, first = explorer.picture, explorer.result
+    redraws: after other mixtures, steps with their lines, and the other picture
+    (full image and preview), each shows what a new plot draws, nothing left over."""
+    monkeypatch.setattr(explore, "PREVIEW_PIXELS", 1200)
+    explorer = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
+                                settings=explore.Settings(k=4))
+
+    def assert_fresh():
+        picture, n = explorer.picture, explorer.picture.shape[0] * explorer.picture.shape[1]
+        history = explorer._step_history or explorer.result.history
+        previous = explorer._steps[-2] if len(explorer._steps) > 1 else None
+        assert explorer.space_plot.value == explore.RgbSpacePlot().png(
+            picture, explorer.mixture, previous)
+        assert explorer.history_plot.value == explore.HistoryPlot().png(
+            np.asarray(history), n, f"K = {explorer.mixture.k}")
+
+    first = explorer.space_plot.value
     explorer.k.value = 6
-    second = explorer.result
-    space, history = explore.RgbSpacePlot(), explore.HistoryPlot()
-    n = picture.shape[0] * picture.shape[1]
-    assert explorer.space_plot.value == space.png(picture, second.mixture)
-    assert explorer.history_plot.value == history.png(second.history, n, "K = 6")
-    assert space.png(picture, first.mixture) != explorer.space_plot.value
-    explorer.k.value = first.k
-    assert explorer.space_plot.value == space.png(picture, first.mixture)
-    assert explorer.history_plot.value == history.png(first.history, n, f"K = {first.k}")
+    assert_fresh()
+    assert explorer.space_plot.value != first
+    explorer.step_button.click()
+    explorer.step_button.click()  # one step: a line from each mean's last place
+    assert_fresh()
+    explorer.seed.value = 3  # a refit: no lines
+    assert_fresh()
+    explorer.full_button.click()
+    assert_fresh()
+    explorer.k.value = 4  # back to the preview
+    assert_fresh()
 
 
 def test_labels_switch_between_map_and_nearest_mean_without_refitting(explorer, image_dir):
@@ -185,6 +201,18 @@ def test_a_good_upload_is_offered_and_fitted(explorer, image_dir):
     assert explorer.image.value == "upload: mine.png"
     assert explorer.picture.name == "mine.png" and len(explorer.picture.counts) == 4
     assert explorer.result.k == 4
+
+
+def test_an_upload_under_the_name_shown_refits_with_the_new_picture(explorer, image_dir):
+    explorer.upload_file("mine.png", (image_dir / "four.png").read_bytes())
+    explorer.upload_file("mine.png", (image_dir / "small.png").read_bytes())
+    assert explorer.image.value == "upload: mine.png"
+    assert explorer.picture.shape == (75, 64) and len(explorer.picture.counts) > 4
+    colours, counts = _colours(image_dir / "small.png")
+    s = explorer.settings
+    _assert_same_fit(explorer.result, em.fit(
+        colours, s.k, sample_weight=counts, n_init=s.n_init, split_merge=s.split_merge,
+        tol=explore.TOL, max_iter=explore.MAX_ITER, seed=s.seed))
 
 
 def test_k_above_the_distinct_colours_is_a_message(explorer, image_dir):

@@ -178,7 +178,7 @@ class Summary:
     colour_labels: (M,) component of each distinct colour; labels: (H, W) of each
     pixel; palette: (K, 3) uint8 means; error: mean squared RGB distance per pixel
     to its component's mean (RGB in [0, 1]); psnr_db; png_bytes: size of the palette
-    PNG (what make report writes as indexed.png).
+    PNG (what make report writes as indexed.png), -1 while it is being compressed.
     """
 
     colour_labels: np.ndarray
@@ -320,11 +320,14 @@ class RgbSpacePlot:
                 artists += ax.plot(*np.stack([a, b]).T, color="black", lw=1)
         artists.append(ax.scatter(*means.T, c=means, s=20 + 600 * mixture.weights,
                                   edgecolors="black", depthshade=False))
-        for artist in artists:
-            if hasattr(artist, "do_3d_projection"):
-                artist.do_3d_projection()
-            ax.draw_artist(artist)
-            artist.remove()
+        try:
+            for artist in artists:
+                if hasattr(artist, "do_3d_projection"):
+                    artist.do_3d_projection()
+                ax.draw_artist(artist)
+        finally:  # the kept axes hold the cloud only
+            for artist in artists:
+                artist.remove()
         return canvas_png(self.canvas)
 
 
@@ -607,7 +610,10 @@ class Explorer:
             self._pictures = {k: v for k, v in self._pictures.items() if k[0] != key}
             options = [o for o in self.image.options if o[1] != key]
             self.image.options = options + [(key, key)]
-            self.image.value = key  # refits
+            if self.image.value == key:  # the same name again: no change event
+                self.refit()
+            else:
+                self.image.value = key  # refits
         self._guarded(action)
 
     def upload_file(self, name: str, content: bytes) -> None:

@@ -154,8 +154,8 @@ def save_png(path: str | os.PathLike, picture: np.ndarray) -> None:
 def indexed_png(labels: np.ndarray, palette: np.ndarray, fast: bool = False) -> bytes:
     """The compressed image as PNG bytes: a palette of K <= 256 colours and one index
     per pixel, stored with the fewest bits PNG allows for K colours (1, 2, 4 or 8) and
-    zlib's best compression; fast: one byte per index and zlib's fastest level (for a
-    screen). labels: (H, W) integers in [0, K), palette: (K, 3) uint8."""
+    zlib's best compression; fast: zlib's fastest level (for a screen). labels: (H, W)
+    integers in [0, K), palette: (K, 3) uint8."""
     k = len(palette)
     if not 1 <= k <= 256:
         raise ValueError(f"an indexed PNG holds 1 to 256 colours, got a palette of {k}")

@@ -202,7 +202,7 @@ test: $(DEV) ## Run the test suite
 bench: $(DEV) ## Benchmark the kernel against scikit-learn (tables + report/data/bench.json)
 	$(PY) benchmarks/bench_em.py
 
-bench-quick: $(DEV) ## The benchmark in under a minute
+bench-quick: $(DEV) ## A smaller benchmark (K = 2, 16; three photographs), about 2 minutes
 	$(PY) benchmarks/bench_em.py --quick
 
 # ---- Working in Jupyter

@@ -199,21 +199,16 @@ def colour_labels(picture: Picture, mixture: em.Mixture, rule: str) -> np.ndarra
     raise ExploreError(f"labels {rule!r}: choose one of {', '.join(LABELS)}")
 
 
-def png_size(labels: np.ndarray, palette: np.ndarray) -> int:
-    """Bytes of the palette PNG that images.save_indexed_png(labels, palette) writes."""
-    return len(images.indexed_png(labels, palette))
-
-
 # PNG compression runs outside the GIL: the palette PNG's size is computed on this
 # thread while the figures are drawn.
 _PNG_WRITER = ThreadPoolExecutor(max_workers=1)
 
 
-def summarise(picture: Picture, mixture: em.Mixture, rule: str = "map",
-              size_later: bool = False) -> tuple[Summary, Future] | Summary:
-    """Labels, palette, error, PSNR and palette-PNG size of `mixture` on the picture.
-    With size_later: the summary with png_bytes = -1 and a Future of the summary
-    with its size."""
+def summarise(picture: Picture, mixture: em.Mixture,
+              rule: str = "map") -> tuple[Summary, Future]:
+    """Labels, palette, error and PSNR of `mixture` on the picture, with png_bytes = -1,
+    and a Future of the same summary with the size of the palette PNG that
+    images.save_indexed_png writes (compressed on another thread)."""
     per_colour = colour_labels(picture, mixture, rule)
     labels = per_colour[picture.inverse].reshape(picture.shape)
     palette = experiment.palette_of(mixture)
@@ -221,10 +216,8 @@ def summarise(picture: Picture, mixture: em.Mixture, rule: str = "map",
                                             mixture.means)
     summary = Summary(per_colour, labels, palette, error,
                       experiment.psnr_db(error) if error > 0 else float("inf"), -1)
-    if size_later:
-        return summary, _PNG_WRITER.submit(
-            lambda: replace(summary, png_bytes=png_size(labels, palette)))
-    return replace(summary, png_bytes=png_size(labels, palette))
+    return summary, _PNG_WRITER.submit(
+        lambda: replace(summary, png_bytes=len(images.indexed_png(labels, palette))))
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -624,7 +617,7 @@ class Explorer:
 
     def _show(self, picture: Picture, mixture: em.Mixture, history: np.ndarray,
               status: str, start: float, previous: em.Mixture | None = None) -> None:
-        summary, sized = summarise(picture, mixture, self.labels.value, size_later=True)
+        summary, sized = summarise(picture, mixture, self.labels.value)
         self.picture, self.mixture = picture, mixture
         self._last_status = status
         h, w = picture.shape

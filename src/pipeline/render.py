@@ -658,12 +658,13 @@ class ReportPDFExporter(PDFExporter):
         def log_error(command, out):
             self.log.critical("%s failed: %s\n%s", command[0], command, out)
 
+        state = _read_back_state(Path.cwd())
         for _ in range(self.latex_count):
-            before = _read_back_state(Path.cwd())
             if not self.run_command(self.latex_command, filename, 1, log_error,
                                     raise_on_failure):
                 return False
-            if _read_back_state(Path.cwd()) == before:
+            state, before = _read_back_state(Path.cwd()), state
+            if state == before:
                 break
         return self.run_command(XDV_TO_PDF_COMMAND, os.path.splitext(filename)[0], 1,
                                 log_error, XdvToPdfFailed if raise_on_failure else None)

@@ -298,7 +298,7 @@ _EXP_FLOOR = {t: float(np.log(np.finfo(t).tiny)) + 1.0 for t in (np.float64, np.
 
 
 def _e_step_block(blocks: _Blocks, b: int, model: _LogJoint, live: np.ndarray,
-                  may_underflow: bool = True):
+                  may_underflow: bool):
     """The E-step on block b: responsibilities by Bayes' rule in the log domain, in
     factored form r_nk = p_nk / row_sum_n, over the live components (L,) indices
     (may_underflow: whether some log-joint can fall below _EXP_FLOOR; _Blocks.live).
@@ -563,8 +563,12 @@ def _greedy_centres(blocks: _Blocks, k: int, rng: np.random.Generator) -> np.nda
     return centres
 
 
+_LLOYD_ITERATIONS = 10  # weighted Lloyd steps after the k-means++ draws
+
+
 def _init_kmeans_plus_plus(blocks: _Blocks, k: int, rng: np.random.Generator,
-                           var_floor: float, lloyd_iterations: int) -> Mixture:
+                           var_floor: float, lloyd_iterations: int = _LLOYD_ITERATIONS
+                           ) -> Mixture:
     """init_kmeans_plus_plus on prepared samples."""
     Y, w = blocks.xa64[:, :-2], blocks.w
     d = Y.shape[1]
@@ -585,7 +589,7 @@ def _init_kmeans_plus_plus(blocks: _Blocks, k: int, rng: np.random.Generator,
 
 def init_kmeans_plus_plus(X, sample_weight, k: int, rng: np.random.Generator,
                           var_floor: float = QUANTISATION_VARIANCE,
-                          lloyd_iterations: int = 10) -> Mixture:
+                          lloyd_iterations: int = _LLOYD_ITERATIONS) -> Mixture:
     """Greedy k-means++ seeding with sample weights, a few Lloyd iterations, then one
     hard assignment.
 
@@ -670,7 +674,7 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     best, finals = None, []
     for _ in range(n_init):
         if not explicit:
-            start = (_init_kmeans_plus_plus(blocks, k, rng, var_floor, 10)
+            start = (_init_kmeans_plus_plus(blocks, k, rng, var_floor)
                      if init == "kmeans++" else init_random(X64, w, k, rng))
         result = _run_em(blocks, start, total_weight, tol, max_iter, var_floor,
                          bool(accelerate))

@@ -13,8 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "output"
 REPORT = ROOT / "report"  # the committed report of the default image
-STUDY_DATA = REPORT / "data" / "study.json"  # make study's numbers, which the report reads
-BENCH_DATA = REPORT / "data" / "bench.json"  # make bench's numbers, which the report reads
+REPORT_DATA_DIR = REPORT / "data"  # the committed numbers the report reads besides its runs
+STUDY_DATA = REPORT_DATA_DIR / "study.json"  # make study's numbers
+BENCH_DATA = REPORT_DATA_DIR / "bench.json"  # make bench's numbers
 DEFAULT_IMAGE_NAME = "grace_hopper.jpg"  # ships with matplotlib as sample data
 # The original study's photograph, beside the repository when available (never committed).
 STUDY_IMAGE = ROOT.parent / "shared" / "reference" / "im.jpg"
@@ -50,7 +51,7 @@ def seeds_data(image: str = "") -> Path:
     """make seeds' numbers (every K from several seeds and the study's random start):
     report/data/seeds.json for the default image (committed, read by the committed
     report), output/<stem>/seeds.json for any other."""
-    return REPORT / "data" / "seeds.json" if not image else results_dir(image) / "seeds.json"
+    return REPORT_DATA_DIR / "seeds.json" if not image else results_dir(image) / "seeds.json"
 
 
 def interactive_dir(image: str, k: int) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import experiment, images, paths, results
+from pipeline import defaults, experiment, images, paths, results
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def resolve(path, default: Path) -> Path:
     return path if path.is_absolute() else paths.ROOT / path
 
 
-def load(results_dir="", ks="2 4 8 16 32 64 128", image="", study_data="",
+def load(results_dir="", ks=defaults.KS, image="", study_data="",
          bench_data="", seeds_data="") -> Report:
     """Read one report's inputs; the image must be the one the runs were made of."""
     image = str(image or "")

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 import em
-from pipeline import atomic, defaults, experiment, images, paths
+from pipeline import atomic, defaults, experiment, images, paths, results
 
 # The study's published results on its photograph (550 x 690 pixels): K, EM
 # iterations, reconstruction error in its table, reconstruction error printed by its
@@ -102,9 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--published", action="store_true",
                         help="add the study's published table (the study's photograph)")
     args = parser.parse_args(argv)
-    ks = [int(k) for k in args.ks.replace(",", " ").split()]
     try:
-        data = sweep(args.image, ks, seeds=range(args.seeds), n_init=args.n_init,
+        data = sweep(args.image, results.parse_ks(args.ks), seeds=range(args.seeds), n_init=args.n_init,
                      split_merge=args.split_merge, tol=args.tol, max_iter=args.max_iter,
                      with_published=args.published)
     except (images.ImageError, ValueError) as exc:

@@ -651,7 +651,8 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     differ across block sizes only by rounding, never across thread counts);
     accelerate: SQUAREM extrapolation between EM steps (False: plain EM; both stop
     at the same fixed point); split_merge: after the restarts, try split-and-merge
-    moves from the best fit until this many in a row gain nothing (0: none; _refine).
+    moves from the best fit, best predicted first, until this many in a row gain
+    nothing (0: none; _refine).
     """
     X, w, k, dtype = _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor,
                                seed, block_rows, accelerate, split_merge)
@@ -684,7 +685,7 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     best = replace(best, restarts=np.array(finals))
     if split_merge and k >= 3:
         best = _refine(blocks, best, total_weight, tol, max_iter, var_floor,
-                       bool(accelerate), rng, split_merge)
+                       bool(accelerate), split_merge)
     if not best.converged:
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} iterations (last gain per "
@@ -743,60 +744,176 @@ def _run_em(blocks: _Blocks, mixture: Mixture, total_weight: float, tol: float,
 
 # A split-and-merge move is kept when it gains more than this per unit of sample weight.
 _MOVE_GAIN = 1e-3
+# Each component may merge with its few nearest others (by ||mu_i - mu_j||^2 / (s_i + s_j)).
+_MERGE_NEIGHBOURS = 3
+# EM iterations of the two halves of every component when predicting a split's gain.
+_SPLIT_ITERATIONS = 4
 
 
-def _split_merge(mixture: Mixture, split: int, rng: np.random.Generator) -> Mixture:
-    """One split-and-merge move (after Ueda et al., 2000). The two components nearest
-    each other, by ||mu_i - mu_j||^2 / (s_i + s_j) and other than `split`, become one
-    with the pair's weight, mean and variance; `split` becomes two, each with half its
-    weight and its variance, half a standard deviation either side of its mean along
-    a random direction. K >= 3."""
-    weights, means, variances = (mixture.weights.copy(), mixture.means.copy(),
-                                 mixture.variances.copy())
-    d = means.shape[1]
-    closeness = (((means[:, None] - means[None]) ** 2).sum(axis=2)
-                 / (variances[:, None] + variances[None]))
-    closeness[split, :] = closeness[:, split] = np.inf
+def _exp(x: np.ndarray) -> np.ndarray:
+    """exp(x), in place, without subnormals (_EXP_FLOOR)."""
+    np.maximum(x, _EXP_FLOOR[np.float64], out=x)
+    return np.exp(x, out=x)
+
+
+def _merged(mixture: Mixture, pairs: np.ndarray) -> Mixture:
+    """Each pair (P, 2) of components as one with the pair's weight, mean and variance
+    (moment matching): P components, weights not normalised."""
+    w, mu, var = mixture.weights, mixture.means, mixture.variances
+    i, j = pairs[:, 0], pairs[:, 1]
+    weight = w[i] + w[j]
+    mean = (w[i, None] * mu[i] + w[j, None] * mu[j]) / weight[:, None]
+    spread = [var[m] + ((mu[m] - mean) ** 2).sum(axis=1) / mixture.d for m in (i, j)]
+    return Mixture(weight, mean, (w[i] * spread[0] + w[j] * spread[1]) / weight)
+
+
+def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
+    """Predicted changes of the log-likelihood: of merging each candidate pair, and of
+    splitting each component in two with the others held fixed.
+
+    A merge's change is exact: sum_n w_n log(1 - r_ni - r_nj + pi_m N_m(x_n) / p(x_n)).
+    A split's halves start a standard deviation's 0.8 either side of the mean along
+    the component's principal axis and take _SPLIT_ITERATIONS EM steps on the
+    component's share r_nk w_n of the samples (Ueda et al.'s partial EM, all
+    components at once); the gain is then sum_n w_n log(1 - r_nk + halves / p(x_n)).
+    -> pairs (P, 2), merge changes (P,), halves (a Mixture of 2K components, k's at
+    2k and 2k+1), split gains (K,)."""
+    k, d = mixture.k, mixture.d
+    shift = blocks.shift
+    closeness = (((mixture.means[:, None] - mixture.means[None]) ** 2).sum(axis=2)
+                 / (mixture.variances[:, None] + mixture.variances[None]))
     np.fill_diagonal(closeness, np.inf)
-    i, j = np.unravel_index(np.argmin(closeness), closeness.shape)
-    pair = weights[i] + weights[j]
-    mean = (weights[i] * means[i] + weights[j] * means[j]) / pair
-    spread = [variances[m] + ((means[m] - mean) ** 2).sum() / d for m in (i, j)]
-    variances[i] = (weights[i] * spread[0] + weights[j] * spread[1]) / pair
-    weights[i], means[i] = pair, mean
-    direction = rng.normal(size=d)
-    offset = 0.5 * math.sqrt(variances[split]) * direction / np.linalg.norm(direction)
-    weights[split] = weights[j] = weights[split] / 2.0
-    means[j], variances[j] = means[split] + offset, variances[split]
-    means[split] = means[split] - offset
-    return Mixture(weights, means, variances)
+    nearest = np.argsort(closeness, axis=1, kind="stable")[:, :min(_MERGE_NEIGHBOURS, k - 1)]
+    pairs = np.unique(np.sort(np.stack([np.repeat(np.arange(k), nearest.shape[1]),
+                                        nearest.ravel()], axis=1), axis=1), axis=0)
+    model = _log_joint(mixture, shift)
+    live, may_underflow = blocks.live(model)
+    pair_live = live[:, pairs[:, 0]] | live[:, pairs[:, 1]]  # (B, P)
+
+    def responsibilities(b):
+        """Responsibilities of the live components (rows, L), their indices (L,) and
+        log p(x_n) (rows,); the other components' are 0 (_Blocks.live)."""
+        columns = np.flatnonzero(live[b])
+        p, row_sum, log_norm = _e_step_block(blocks, b, model, columns, may_underflow[b])
+        return p / row_sum[:, None], columns, log_norm
+
+    def changed_log_likelihood(sl, log_norm, replaced, added):
+        """sum_n w_n log(1 - replaced_n + added_n / p(x_n)), added as log-joints."""
+        ratio = _exp(added - log_norm[:, None])
+        ratio += 1.0
+        ratio -= replaced
+        return blocks.w[sl] @ np.log(np.maximum(ratio, 1e-300))
+
+    merged_coef, merged_offset, _ = _log_joint_coefficients(_merged(mixture, pairs), shift)
+
+    def first_pass(b):
+        """Merge changes (P,) and the moments of every component's share on block b."""
+        sl = blocks.slices[b]
+        resp, columns, log_norm = responsibilities(b)
+        full = np.zeros((len(log_norm), k))
+        full[:, columns] = resp
+        merge = np.zeros(len(pairs))
+        some = np.flatnonzero(pair_live[b])  # elsewhere the pair explains nothing
+        added = blocks.xa64[sl] @ merged_coef[:, some] + merged_offset
+        merge[some] = changed_log_likelihood(sl, log_norm, full[:, pairs[some, 0]]
+                                             + full[:, pairs[some, 1]], added)
+        y = blocks.xa64[sl]  # [y, ||y||^2, 1]
+        terms = np.concatenate([(y[:, :d, None] * y[:, None, :d]).reshape(len(y), d * d),
+                                y[:, :d], y[:, d + 1:]], axis=1)
+        moments = np.zeros((k, terms.shape[1]))
+        moments[columns] = (resp * blocks.w[sl, None]).T @ terms
+        return merge, moments
+
+    parts = blocks.map(first_pass)
+    merge = np.sum([part[0] for part in parts], axis=0)
+    # each component's share: sum r w y y^T (K, D, D), sum r w y (K, D), sum r w (K,)
+    moments = np.sum([part[1] for part in parts], axis=0)
+    nk = np.maximum(moments[:, -1], 1e-300)
+    centre = moments[:, d * d:d * d + d] / nk[:, None]
+    covariance = (moments[:, :d * d].reshape(k, d, d) / nk[:, None, None]
+                  - centre[:, :, None] * centre[:, None, :])
+    values, vectors = np.linalg.eigh(covariance)
+    axis = vectors[:, :, -1] * np.sqrt(np.maximum(values[:, -1], 0.0))[:, None]
+    halves = Mixture(np.repeat(mixture.weights / 2.0, 2),
+                     np.stack([mixture.means - 0.8 * axis, mixture.means + 0.8 * axis],
+                              axis=1).reshape(2 * k, d),
+                     np.repeat(mixture.variances, 2))
+
+    def halves_pass(b):
+        """The split gains (K,) of `halves` and their EM statistics (2K, D+2) on block b."""
+        sl = blocks.slices[b]
+        resp, columns, log_norm = responsibilities(b)
+        first = blocks.xa64[sl] @ coef[:, 2 * columns] + offset
+        second = blocks.xa64[sl] @ coef[:, 2 * columns + 1] + offset
+        log_sum = np.maximum(first, second)
+        log_sum += np.log1p(_exp(-np.abs(first - second)))
+        gains, stats = np.zeros(k), np.zeros((2 * k, d + 2))
+        gains[columns] = changed_log_likelihood(sl, log_norm, resp, log_sum)
+        resp *= blocks.w[sl, None]
+        share = _exp(first - log_sum)  # of the first half, within the component
+        share *= resp
+        y = blocks.xa64[sl]
+        stats[2 * columns] = share.T @ y
+        stats[2 * columns + 1] = (resp - share).T @ y
+        return gains, stats
+
+    total_weight = float(blocks.w.sum())
+    for iteration in range(_SPLIT_ITERATIONS + 1):
+        coef, offset, _ = _log_joint_coefficients(halves, shift)
+        parts = blocks.map(halves_pass)
+        gains = np.sum([part[0] for part in parts], axis=0)
+        if iteration == _SPLIT_ITERATIONS:
+            return pairs, merge, halves, gains
+        stats = np.sum([part[1] for part in parts], axis=0)
+        fitted, dead = _mixture_from_statistics(stats, total_weight, var_floor, shift)
+        # a half that lost its weight (e.g. of a component on one colour) keeps its place
+        halves = Mixture(fitted.weights, np.where(dead[:, None], halves.means, fitted.means),
+                         np.where(dead, halves.variances, fitted.variances))
+
+
+def _ranked_moves(mixture: Mixture, pairs, merge, halves, gains, n: int) -> list[Mixture]:
+    """The n starts with the largest predicted gain (_move_gains): component s split in
+    its two halves, pair (i, j) merged, s not in the pair; s keeps one half, i the
+    merged component, j the other half."""
+    score = gains[:, None] + merge[None, :]  # (K, P)
+    score[pairs[:, 0], np.arange(len(pairs))] = -np.inf
+    score[pairs[:, 1], np.arange(len(pairs))] = -np.inf
+    merged = _merged(mixture, pairs)
+    starts = []
+    for flat in np.argsort(-score, axis=None, kind="stable")[:n]:
+        s, p = np.unravel_index(flat, score.shape)
+        if not np.isfinite(score[s, p]):
+            break
+        (i, j), (a, b) = pairs[p], (2 * s, 2 * s + 1)
+        weights, means, variances = (mixture.weights.copy(), mixture.means.copy(),
+                                     mixture.variances.copy())
+        weights[[i, s, j]] = merged.weights[p], halves.weights[a], halves.weights[b]
+        means[[i, s, j]] = merged.means[p], halves.means[a], halves.means[b]
+        variances[[i, s, j]] = merged.variances[p], halves.variances[a], halves.variances[b]
+        starts.append(Mixture(weights / weights.sum(), means, variances))
+    return starts
 
 
 def _refine(blocks: _Blocks, best: FitResult, total_weight: float, tol: float,
-            max_iter: int, var_floor: float, accelerate: bool, rng: np.random.Generator,
-            patience: int) -> FitResult:
-    """Split-and-merge search from a converged fit. EM seldom leaves a basin in which
-    one component covers two clusters while two others share one (e.g. a bright sky
-    under one broad component). Each component in turn, by decreasing weight, is
-    split while the nearest other pair merges (_split_merge), and EM runs from there;
-    the first move that gains more than _MOVE_GAIN per unit weight is kept and the
-    search starts again from it. It stops when `patience` moves in a row, or all K,
-    gained nothing. The history runs on through the kept moves."""
+            max_iter: int, var_floor: float, accelerate: bool, patience: int) -> FitResult:
+    """Split-and-merge search from a converged fit (after Ueda et al., 2000). EM seldom
+    leaves a basin in which one component covers two clusters while two others share
+    one. The moves (split one component, merge a pair of others) are ranked by their
+    predicted gain (_move_gains) and EM runs from each in turn; the first that gains
+    more than _MOVE_GAIN per unit weight is kept and the ranking starts again from
+    it. It stops when the `patience` best-ranked moves all gain nothing. The history
+    runs on through the kept moves."""
     restarts, history, reseeds, moves = best.restarts, list(best.history), list(best.reseeds), []
-    trials = failures = 0
-    while failures < patience:
-        for split in np.argsort(-best.weights, kind="stable"):
-            trial = _run_em(blocks, _split_merge(best, int(split), rng), total_weight, tol,
-                            max_iter, var_floor, accelerate)
+    trials = 0
+    while True:
+        for start in _ranked_moves(best, *_move_gains(blocks, best, var_floor), patience):
+            trial = _run_em(blocks, start, total_weight, tol, max_iter, var_floor, accelerate)
             trials += 1
             if trial.log_likelihood > best.log_likelihood + _MOVE_GAIN * total_weight:
                 moves.append(len(history))  # its first iteration, as for reseeds
                 reseeds += [len(history) - 1 + i for i in trial.reseeds]
                 history += list(trial.history[1:])
-                best, failures = trial, 0
-                break
-            failures += 1
-            if failures == patience:
+                best = trial
                 break
         else:
             break

@@ -1102,6 +1102,68 @@ def test_split_merge_is_deterministic_whatever_the_threads(monkeypatch):
     assert (first.moves, first.move_trials) == (again.moves, again.move_trials)
 
 
+def _prepared_fit(k, seed=1):
+    X = photo(60)
+    w = np.ones(len(X))
+    fitted = em.fit(X, k, seed=seed, tol=1e-5, max_iter=500)
+    return X, w, fitted.mixture, em._Blocks(X, w, k)
+
+
+@pytest.mark.parametrize("k", [4, 12])
+def test_predicted_merge_and_split_changes_are_the_log_likelihood_changes(k):
+    """A move's prediction is exact, not an estimate: merging pair (i, j) into one
+    component changes the log-likelihood by the predicted merge change, and putting
+    component s's two halves in its place by the predicted split gain, each checked
+    against log_likelihood of the changed mixture."""
+    X, w, mixture, blocks = _prepared_fit(k)
+    pairs, merge, halves, gains = em._move_gains(blocks, mixture, em.QUANTISATION_VARIANCE)
+    base = em.log_likelihood(mixture, X)
+    assert len(pairs) >= k - 1 and (pairs[:, 0] < pairs[:, 1]).all()
+    for p, (i, j) in enumerate(pairs):
+        merged = em._merged(mixture, pairs[[p]])
+        keep = np.setdiff1d(np.arange(k), [i, j])
+        changed = em.Mixture(np.r_[mixture.weights[keep], merged.weights],
+                             np.vstack([mixture.means[keep], merged.means]),
+                             np.r_[mixture.variances[keep], merged.variances])
+        assert em.log_likelihood(changed, X) - base == pytest.approx(merge[p], abs=1e-7 * len(X))
+    for s in range(k):
+        keep = np.setdiff1d(np.arange(k), [s])
+        two = [2 * s, 2 * s + 1]
+        changed = em.Mixture(np.r_[mixture.weights[keep], halves.weights[two]],
+                             np.vstack([mixture.means[keep], halves.means[two]]),
+                             np.r_[mixture.variances[keep], halves.variances[two]])
+        assert em.log_likelihood(changed, X) - base == pytest.approx(gains[s], abs=1e-7 * len(X))
+        # the halves share the component's weight and stay on either side of its mean
+        assert halves.weights[two].sum() == pytest.approx(mixture.weights[s], rel=1e-3)
+    assert (gains > -1e-9 * len(X)).all()  # two halves fit at least as well as one
+
+
+def test_ranked_moves_are_valid_mixtures_in_order_of_predicted_gain():
+    """Each start splits one component s into its two halves and merges one pair
+    (i, j) not holding s; the starts come in decreasing order of predicted gain
+    gains[s] + merge[p], beginning with the largest over all valid (s, p)."""
+    X, w, mixture, blocks = _prepared_fit(8)
+    pairs, merge, halves, gains = em._move_gains(blocks, mixture, em.QUANTISATION_VARIANCE)
+    merged = em._merged(mixture, pairs)
+    starts = em._ranked_moves(mixture, pairs, merge, halves, gains, 5)
+    assert len(starts) == 5
+    valid = [gains[s] + merge[p] for s in range(8) for p, pair in enumerate(pairs)
+             if s not in pair]
+    predicted = []
+    for start in starts:
+        assert start.weights.sum() == pytest.approx(1.0) and (start.variances > 0).all()
+        changed = np.flatnonzero((start.means != mixture.means).any(axis=1))
+        assert len(changed) == 3
+        (p,) = [p for p in range(len(pairs)) if (start.means == merged.means[p]).all(axis=1).any()]
+        (s,) = [s for s in changed if (start.means[s] == halves.means[2 * s]).all()]
+        i, j = pairs[p]
+        assert start.means[i].tolist() == merged.means[p].tolist()
+        assert start.means[j].tolist() == halves.means[2 * s + 1].tolist()
+        predicted.append(gains[s] + merge[p])
+    assert predicted[0] == max(valid)
+    assert all(a >= b for a, b in zip(predicted, predicted[1:]))
+
+
 def test_split_merge_needs_three_components():
     X, _ = three_clusters(50)
     result = em.fit(X, 2, seed=0, split_merge=5)

@@ -26,9 +26,11 @@ image, matplotlib's grace_hopper.jpg) and each K:
 
 "photos": on natural photographs shipped by matplotlib, scikit-learn and scikit-image,
 the log-likelihood per pixel of ours (make report's settings; then with split-and-merge
-moves; then with the moves and scikit-learn's variance floor, see SKLEARN_REG_COVAR)
-and of sklearn (GaussianMixture spherical, n_init=3, its defaults otherwise, all
-pixels), per K.
+moves, SPLIT_MERGE; then with the moves and scikit-learn's variance floor, see
+SKLEARN_REG_COVAR) and of sklearn (GaussianMixture spherical, n_init=3, its defaults
+otherwise, all pixels), per K: sklearn's own score, and its fitted parameters scored in
+this model (variances under the kernel's floor raised to it; "_in_ours"). Also the
+reconstruction error of each fit (ours without and with the moves, sklearn's).
 
 JSON schema (report/data/bench.json): {"quick", "machine": pipeline.machine.describe(),
 "kernel": {commit, em_py_modified}, "settings": {...}, "images": {stem: {name, pixels,
@@ -37,8 +39,10 @@ sklearn_us_per_row, ours_rows, sklearn_rows, ours_iterations, ours_iterations_pl
 ours_seconds, ours_seconds_plain, sklearn_seconds, sklearn_iterations,
 ours_ll_per_pixel, ours_ll_per_pixel_plain, sklearn_ll_per_pixel, ours_peak_mib,
 pixels_x_k_mib}]}}, "photos": [{name, source, pixels, distinct_colours, rows: [{k,
-ours_ll_per_pixel, sklearn_ll_per_pixel, difference, ours_ll_per_pixel_split_merge,
-difference_split_merge, ours_ll_per_pixel_sklearn_floor, difference_sklearn_floor}]}]};
+ours_ll_per_pixel, sklearn_ll_per_pixel, difference, sklearn_ll_per_pixel_in_ours,
+difference_in_ours, ours_ll_per_pixel_split_merge, difference_split_merge,
+difference_split_merge_in_ours, ours_ll_per_pixel_sklearn_floor,
+difference_sklearn_floor, ours_error, ours_error_split_merge, sklearn_error}]}]};
 null where not run.
 """
 
@@ -59,6 +63,7 @@ import numpy as np
 import em
 from pipeline import defaults, machine
 from pipeline.atomic import write_json
+from pipeline.experiment import reconstruction_error
 from pipeline.images import distinct_colours, load_rgb
 from pipeline.paths import BENCH_DATA, ROOT, STUDY_IMAGE, default_image
 
@@ -201,28 +206,44 @@ def bench_image(name, rgb, ks, n_iter, sklearn_max_k) -> dict:
     return entry
 
 
+def error(colours, counts, mixture) -> float:
+    """The study's reconstruction error of a mixture on the weighted colours."""
+    return reconstruction_error(colours, counts, em.predict(mixture, colours), mixture.means)
+
+
 def bench_photo(name, source, rgb, ks) -> dict:
     pixels, colours, counts = prepare(rgb)
     rows = []
     for k in ks:
         moving = ours(colours, counts, k, **(REPORT_SETTINGS | SPLIT_MERGE))
-        moved = moving.mean_log_likelihood
-        # without moves (make report's settings) the fit is the best of the same restarts
-        mine = (moving.restarts.max() / moving.total_weight if not REPORT_SETTINGS["split_merge"]
-                else ours(colours, counts, k, **REPORT_SETTINGS).mean_log_likelihood)
+        # make report's settings: when no move was kept, the same fit
+        plain = ours(colours, counts, k, **REPORT_SETTINGS) if moving.moves else moving
+        mine = plain.mean_log_likelihood
         floor = ours(colours, counts, k, var_floor=SKLEARN_REG_COVAR,
                      **(REPORT_SETTINGS | SPLIT_MERGE)).mean_log_likelihood
         model = sklearn_model(k, n_init=3).fit(pixels)
         theirs = float(model.score(pixels))
-        rows.append({"k": k, "ours_ll_per_pixel": mine, "sklearn_ll_per_pixel": theirs,
-                     "difference": mine - theirs,
-                     "ours_ll_per_pixel_split_merge": moved,
-                     "difference_split_merge": moved - theirs,
-                     "ours_ll_per_pixel_sklearn_floor": floor,
-                     "difference_sklearn_floor": floor - theirs})
-        print(f"  {name} K={k}: ours {mine:.5f}, with split-merge {moved:.5f}, and "
-              f"sklearn's floor {floor:.5f}; sklearn {theirs:.5f}; differences "
-              f"{mine - theirs:+.5f} {moved - theirs:+.5f} {floor - theirs:+.5f}", flush=True)
+        # the same parameters in this model: variances under its floor raised to it
+        in_ours = em.Mixture(model.weights_, model.means_,
+                             np.maximum(model.covariances_, em.QUANTISATION_VARIANCE))
+        scored = em.log_likelihood(in_ours, colours, counts) / counts.sum()
+        row = {"k": k, "ours_ll_per_pixel": mine, "sklearn_ll_per_pixel": theirs,
+               "difference": mine - theirs, "sklearn_ll_per_pixel_in_ours": scored,
+               "difference_in_ours": mine - scored,
+               "ours_ll_per_pixel_split_merge": moving.mean_log_likelihood,
+               "difference_split_merge": moving.mean_log_likelihood - theirs,
+               "difference_split_merge_in_ours": moving.mean_log_likelihood - scored,
+               "ours_ll_per_pixel_sklearn_floor": floor,
+               "difference_sklearn_floor": floor - theirs,
+               "ours_error": error(colours, counts, plain),
+               "ours_error_split_merge": error(colours, counts, moving),
+               "sklearn_error": error(colours, counts, in_ours)}
+        rows.append(row)
+        print(f"  {name} K={k}: ours {mine:.5f}, with moves {moving.mean_log_likelihood:.5f}, "
+              f"with moves and sklearn's floor {floor:.5f}; sklearn {theirs:.5f} "
+              f"({scored:.5f} in this model); errors {row['ours_error']:.6f}, "
+              f"{row['ours_error_split_merge']:.6f} with moves, sklearn "
+              f"{row['sklearn_error']:.6f}", flush=True)
     return {"name": name, "source": source, "pixels": len(pixels),
             "distinct_colours": len(colours), "rows": rows}
 
@@ -336,7 +357,11 @@ def bench_photos(args, photo_ks) -> list:
     chosen = photographs()[:3] if args.quick else photographs()
     photos = [bench_photo(name, source, rgb, photo_ks) for name, source, rgb in chosen]
     for key, what in (("difference", "make report's settings"),
+                      ("difference_in_ours", "make report's settings, sklearn's fit in this "
+                                             "model"),
                       ("difference_split_merge", "with split-and-merge moves"),
+                      ("difference_split_merge_in_ours", "with the moves, sklearn's fit in "
+                                                         "this model"),
                       ("difference_sklearn_floor", "with the moves and sklearn's floor")):
         values = [r[key] for p in photos for r in p["rows"]]
         print(f"ours - sklearn over {len(photos)} photographs, {what}: smallest "

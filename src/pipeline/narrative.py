@@ -292,7 +292,7 @@ def study_text(data: dict) -> str:
     """Ours against the published table on the study's photograph, per K, and what the
     study's random start changes."""
     pub = {row["k"]: row for row in data["published"]}
-    seeded = [r for r in data["runs"] if r["init"] == "kmeans++"]
+    seeded, random = results.study_runs(data)
     ks = [f["k"] for f in seeded[0]["fits"] if f["k"] in pub]
     idx = {f["k"]: i for i, f in enumerate(seeded[0]["fits"])}
     med = {k: float(np.median([r["fits"][idx[k]]["error"] for r in seeded])) for k in ks}
@@ -315,7 +315,6 @@ def study_text(data: dict) -> str:
                  min(pub[k]["error"], pub[k]["error_printed"]) for k in ks)
     text += (f"The study's own table and printed run differ by up to {spread:.0%} at the "
              f"same K: differences of that size are EM's run-to-run variation. ")
-    random = next((r for r in data["runs"] if r["init"] == "random"), None)
     if random:
         rnd = {f["k"]: f for f in random["fits"]}
         worse = [k for k in ks if rnd[k]["error"] > med[k]]

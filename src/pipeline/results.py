@@ -101,15 +101,20 @@ def load(results_dir, ks) -> Sweep:
                  files[learned.LEARNED_FILE])
 
 
-def seed_errors(data: dict) -> tuple[list[int], np.ndarray, np.ndarray | None]:
-    """The errors of a sweep over seeds (make study, make seeds): K values, (seeds, K)
-    errors from k-means++ starts, (K,) errors from the study's random start or None."""
+def study_runs(data: dict) -> tuple[list[dict], dict | None]:
+    """The runs of a sweep over seeds (make study, make seeds): those from k-means++
+    starts, one per seed, and the one from the study's random start or None."""
     seeded = [r for r in data["runs"] if r["init"] == "kmeans++"]
+    return seeded, next((r for r in data["runs"] if r["init"] == "random"), None)
+
+
+def seed_errors(data: dict) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+    """The errors of a sweep over seeds: K values, (seeds, K) errors from k-means++
+    starts, (K,) errors from the study's random start or None (study_runs)."""
+    seeded, random = study_runs(data)
     ks = [f["k"] for f in seeded[0]["fits"]]
     errors = np.array([[f["error"] for f in r["fits"]] for r in seeded])
-    random = next((np.array([f["error"] for f in r["fits"]])
-                   for r in data["runs"] if r["init"] == "random"), None)
-    return ks, errors, random
+    return ks, errors, (np.array([f["error"] for f in random["fits"]]) if random else None)
 
 
 def same_image(a: dict | None, b: dict) -> bool:

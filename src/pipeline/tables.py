@@ -8,6 +8,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from pipeline import results
+
 
 def fmt(value, spec: str = "", missing: str = "n/a") -> str:
     """format(value, spec), or `missing` for None, NaN or a non-number."""
@@ -65,8 +67,7 @@ def runs(sweep) -> str:
 def study(data: dict) -> str:
     """The published table beside ours on the study's photograph, per K."""
     pub = {row["k"]: row for row in data["published"]}
-    seeded = [r for r in data["runs"] if r["init"] == "kmeans++"]
-    random = next((r for r in data["runs"] if r["init"] == "random"), None)
+    seeded, random = results.study_runs(data)
     rows = []
     for i, fit0 in enumerate(seeded[0]["fits"]):
         k = fit0["k"]

@@ -363,7 +363,9 @@ nav.report-toc ul { margin: 0.3em 0; padding-left: 1.2em; list-style: none; }
 
 
 class _Pandoc:
-    """pandoc to HTML with MathML; None when pandoc is missing."""
+    """pandoc to HTML with MathML (path None when pandoc is missing), memoised; the
+    conversions foreseen for a notebook are made ahead on threads (prefetch), as
+    PrefetchedPandoc does for the PDF."""
 
     def __init__(self):
         self.path = shutil.which("pandoc")
@@ -373,18 +375,42 @@ class _Pandoc:
     def __call__(self, text: str, source_format: str) -> str:
         key = (text, source_format)
         if key not in self.cache:
-            result = subprocess.run(
-                [self.path, "--from", source_format, "--to", "html5", "--mathml",
-                 "--wrap=preserve"],
-                input=TEXMATH_UNKNOWN.sub(r"\\\1", text), capture_output=True, text=True,
-                check=False)
-            if result.returncode:
-                raise RenderError(f"pandoc failed on:\n{text[:500]}\n{result.stderr}")
-            for message in re.findall(r"Could not convert TeX math (.*?), rendering as TeX",
-                                      result.stderr, flags=re.S):
-                self.failed_maths.append(message)
-            self.cache[key] = result.stdout
+            self.cache[key] = self._convert(key)
         return self.cache[key]
+
+    def _convert(self, key) -> str:
+        text, source_format = key
+        result = subprocess.run(
+            [self.path, "--from", source_format, "--to", "html5", "--mathml",
+             "--wrap=preserve"],
+            input=TEXMATH_UNKNOWN.sub(r"\\\1", text), capture_output=True, text=True,
+            check=False)
+        if result.returncode:
+            raise RenderError(f"pandoc failed on:\n{text[:500]}\n{result.stderr}")
+        for message in re.findall(r"Could not convert TeX math (.*?), rendering as TeX",
+                                  result.stderr, flags=re.S):
+            self.failed_maths.append(message)
+        return result.stdout
+
+    def prefetch(self, nb) -> None:
+        """Convert ahead what HTML_TEMPLATE converts: Markdown cells and outputs, the
+        figures' captions and LaTeX outputs."""
+        keys = []
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                keys.append((cell.source, MARKDOWN_FORMAT))
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                if "text/markdown" in data:
+                    keys.append((data["text/markdown"], MARKDOWN_FORMAT))
+                if "text/latex" in data:
+                    keys.append((data["text/latex"], "latex"))
+                caption = output.get("metadata", {}).get("em_report", {}).get("caption")
+                if caption:
+                    keys.append((caption, MARKDOWN_FORMAT))
+        missing = [key for key in dict.fromkeys(keys) if key not in self.cache]
+        with ThreadPoolExecutor(PrefetchedPandoc.THREADS) as pool:
+            self.cache.update(zip(missing, pool.map(self._convert, missing)))
 
 
 class OfflineHTMLExporter(HTMLExporter):
@@ -431,6 +457,8 @@ def to_html(nb) -> bytes:
     resources = {"metadata": {"name": nb.metadata.title_text}}
     nb = copy.deepcopy(nb)
     nb.metadata.title = nb.metadata.title_text
+    if exporter.pandoc.path:
+        exporter.pandoc.prefetch(nb)
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     if not exporter.pandoc.path:
         print("render: pandoc is not installed: the HTML's maths shows as TeX source "

@@ -316,7 +316,7 @@ def main(argv=None) -> int:
     report = {"quick": args.quick, "machine": info, "kernel": kernel_version(),
               "settings": {"report": REPORT_SETTINGS, "per_iteration_iterations": n_iter,
                            "rounds": ROUNDS, "sklearn_max_k": args.sklearn_max_k,
-                           "photo_ks": photo_ks}}
+                           "photo_ks": photo_ks, "photo_moves": SPLIT_MERGE}}
     if args.part != "photos":
         report["images"] = bench_images(args, ks, n_iter)
     if args.part != "images":
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
         # this part, the machine and kernel it ran on and its settings replace the old ones
         old = json.loads(out.read_text())
         mine = ("per_iteration_iterations", "rounds", "sklearn_max_k") if args.part == "images" \
-            else ("photo_ks",)
+            else ("photo_ks", "photo_moves")
         settings = old.get("settings", {}) | {key: report["settings"][key]
                                               for key in ("report",) + mine}
         report = old | {key: report[key] for key in (args.part, "machine", "kernel")} \

@@ -244,6 +244,46 @@ def test_speed_text_splits_rows_and_kernel():
     assert narrative.speed_text({"rows": [{"k": 2}]}) == ""
 
 
+def photo_row(k, ll, ll_moves, ll_sklearn, err, err_moves, err_sklearn=0.01):
+    return {"k": k, "ours_ll_per_pixel": ll, "ours_ll_per_pixel_split_merge": ll_moves,
+            "sklearn_ll_per_pixel_in_ours": ll_sklearn, "ours_error": err,
+            "ours_error_split_merge": err_moves, "sklearn_error": err_sklearn,
+            "sklearn_ll_per_pixel": ll_sklearn + 0.5}
+
+
+def test_bench_photos_reads_complete_rows_and_the_moves_setting():
+    bench = {"settings": {"photo_moves": {"split_merge": 2}},
+             "photos": [{"name": "a", "rows": [photo_row(4, 2.0, 2.1, 1.9, 0.02, 0.03),
+                                               {"k": 8, "ours_ll_per_pixel": 3.0}]},
+                        {"name": "b", "rows": [photo_row(4, 2.0, 2.0, 2.2, 0.02, 0.02)]}]}
+    photos, moves = results.bench_photos(bench)
+    assert [(p["name"], p["k"]) for p in photos] == [("a", 4), ("b", 4)]  # a's K=8 incomplete
+    assert moves == 2 and set(photos[0]) == {"name", *results.PHOTO_KEYS}
+    assert results.bench_photos({"photos": "x"}) == ([], None)
+    assert results.bench_photos(None) == ([], None)
+
+
+def test_optimum_text_counts_from_the_rows():
+    photos = [{"name": "a"} | photo_row(4, 2.0, 2.1, 1.9, 0.020, 0.030),   # moves: +0.1, +50 %
+              {"name": "a"} | photo_row(8, 3.0, 3.0, 3.1, 0.010, 0.010),   # below sklearn
+              {"name": "b"} | photo_row(4, 2.0, 2.2, 2.1, 0.040, 0.030)]   # moves: +0.2, -25 %
+    text = narrative.optimum_text(photos, 2)
+    assert "2 photographs that Python packages ship (a, b) at K = 4 and 8" in text
+    assert "at or above scikit-learn's (its fit scored in this model) in 1 of 3 cases" in text
+    assert "with split-and-merge moves (`SPLIT_MERGE=2`) in 2 of 3" in text
+    assert "raised the log-likelihood in 2 cases, by up to 0.200 nats" in text
+    assert "error rose in 1 of them (by up to 50%) and fell in 1 (by up to 25%)" in text
+    assert "not necessarily a better palette" in text
+    better = [{"name": "a"} | photo_row(4, 2.0, 2.1, 1.9, 0.020, 0.010)]
+    assert "palette" not in narrative.optimum_text(better, None)
+    assert "no better optimum" in narrative.optimum_text(
+        [{"name": "a"} | photo_row(4, 2.0, 2.0, 1.9, 0.02, 0.02)], 2)
+    assert narrative.optimum_text([], 2) == ""
+    table = tables.optimum(photos)
+    assert [cell.strip() for cell in table.splitlines()[2].split("|")[1:-1]] == [
+        "a", "4", "2.0000", "2.1000", "1.9000", "0.020000", "0.030000", "0.010000"]
+
+
 # ------------------------------------------------------------------------ tables
 
 def test_markdown_table():

@@ -21,6 +21,8 @@ class Report:
     segmented: dict          # {K: (H, W, 3) uint8}
     study: dict | None       # report/data/study.json
     bench: dict | None       # this image's entry of report/data/bench.json
+    photos: list             # bench.json's fits of the package photographs (bench_photos)
+    photo_moves: int | None  # the split-and-merge setting of their fits with moves
     seeds: dict | None       # make seeds' sweep of this image (report/data/seeds.json)
     date: datetime
 
@@ -53,11 +55,13 @@ def load(results_dir="", ks=defaults.KS, image="", study_data="",
                          f"{sweep.results_dir} were of a {info['width']} x {info['height']} image")
     bench = results.load_optional(resolve(bench_data, paths.BENCH_DATA))
     seeds = results.load_optional(resolve(seeds_data, paths.seeds_data(image)))
+    photos, photo_moves = results.bench_photos(bench)
     return Report(
         sweep=sweep, image_path=image_path, rgb=rgb,
         segmented={k: results.load_png(sweep.results_dir, k) for k in sweep.ks},
         study=results.load_optional(resolve(study_data, paths.STUDY_DATA)),
         bench=results.bench_entry(bench, paths.image_stem(image)),
+        photos=photos, photo_moves=photo_moves,
         seeds=seeds if seeds and results.same_image(seeds.get("image"), info) else None,
         date=results.report_date(sweep.metrics_paths()))
 

@@ -117,6 +117,31 @@ def seed_errors(data: dict) -> tuple[list[int], np.ndarray, np.ndarray | None]:
     return ks, errors, (np.array([f["error"] for f in random["fits"]]) if random else None)
 
 
+# What the report reads of the benchmark's comparison on the package photographs.
+PHOTO_KEYS = ("k", "ours_ll_per_pixel", "ours_ll_per_pixel_split_merge",
+              "sklearn_ll_per_pixel_in_ours", "ours_error", "ours_error_split_merge",
+              "sklearn_error")
+
+
+def bench_photos(bench: dict | None) -> tuple[list[dict], int | None]:
+    """The benchmark's fits of the package photographs, one {name, PHOTO_KEYS...} per
+    photograph and K, in the file's order ([] when the file has none, or is older),
+    and the split_merge setting of its fits with moves (None when not recorded)."""
+    bench = bench if isinstance(bench, dict) else {}
+    settings = bench.get("settings") if isinstance(bench.get("settings"), dict) else {}
+    moves = settings.get("photo_moves")
+    moves = moves.get("split_merge") if isinstance(moves, dict) else None
+    photos = bench.get("photos")
+    out = []
+    for photo in photos if isinstance(photos, list) else []:
+        rows = photo.get("rows") if isinstance(photo, dict) else None
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and all(isinstance(row.get(key), (int, float))
+                                             for key in PHOTO_KEYS):
+                out.append({"name": str(photo.get("name"))} | {key: row[key] for key in PHOTO_KEYS})
+    return out, (moves if isinstance(moves, int) else None)
+
+
 def same_image(a: dict | None, b: dict) -> bool:
     """Whether two descriptions of an image are of the same image, by size and number
     of distinct colours."""

@@ -98,6 +98,18 @@ def speed(entry: dict) -> str:
          "ours s", "sklearn s", "ours log L/px", "sklearn log L/px"], rows, align="r" * 9)
 
 
+def optimum(photos: list[dict]) -> str:
+    """The package photographs (results.bench_photos): log-likelihood per pixel and
+    reconstruction error, ours without and with split-and-merge moves and
+    scikit-learn's (its fit scored in this model), per photograph and K."""
+    rows = [[p["name"], p["k"], f"{p['ours_ll_per_pixel']:.4f}",
+             f"{p['ours_ll_per_pixel_split_merge']:.4f}", f"{p['sklearn_ll_per_pixel_in_ours']:.4f}",
+             f"{p['ours_error']:.6f}", f"{p['ours_error_split_merge']:.6f}",
+             f"{p['sklearn_error']:.6f}"] for p in photos]
+    return markdown_table(["photograph", "K", "log L/px: ours", "with moves", "sklearn",
+                           "error: ours", "with moves", "sklearn"], rows, align="lr" + "r" * 6)
+
+
 def environment(machine: dict, extra: dict) -> str:
     """The machine and software (pipeline.machine.describe()) and the run's settings,
     as a compact two-column table."""

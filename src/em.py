@@ -109,9 +109,9 @@ class FitResult(Mixture):
     at which a component that had lost all its weight was re-seeded (the
     log-likelihood may drop there); total_weight: sum of the sample weights (pixels);
     restarts: (n_init,) final log-likelihood of every restart (the best won);
-    moves: iterations at which a split-and-merge move was kept (the log-likelihood
-    drops there, then climbs above its best before the move); move_trials: the moves
-    tried, kept or not.
+    moves: iterations at which a split-and-merge move (or a batch of moves) was kept
+    (the log-likelihood drops there, then climbs above its best before the move);
+    move_trials: the starts tried, kept or not.
     """
 
     log_likelihood: float = 0.0
@@ -650,9 +650,9 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     var_floor: smallest variance; block_rows: rows per block (None: from k; results
     differ across block sizes only by rounding, never across thread counts);
     accelerate: SQUAREM extrapolation between EM steps (False: plain EM; both stop
-    at the same fixed point); split_merge: after the restarts, try split-and-merge
-    moves from the best fit, best predicted first, until this many in a row gain
-    nothing (0: none; _refine).
+    at the same fixed point); split_merge: after the restarts, search around the best
+    fit by split-and-merge moves, trying this many of the best-ranked moves in each
+    round (0: none; _refine).
     """
     X, w, k, dtype = _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor,
                                seed, block_rows, accelerate, split_merge)
@@ -871,27 +871,49 @@ def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
                          np.where(dead, halves.variances, fitted.variances))
 
 
-def _ranked_moves(mixture: Mixture, pairs, merge, halves, gains, n: int) -> list[Mixture]:
-    """The n starts with the largest predicted gain (_move_gains): component s split in
-    its two halves, pair (i, j) merged, s not in the pair; s keeps one half, i the
-    merged component, j the other half."""
+def _ranked_moves(pairs, merge, gains) -> np.ndarray:
+    """Every move (split s, merged pair p), s not in pair p, by decreasing predicted
+    gain gains[s] + merge[p] (_move_gains): (M, 3) float rows (gain, s, p)."""
     score = gains[:, None] + merge[None, :]  # (K, P)
     score[pairs[:, 0], np.arange(len(pairs))] = -np.inf
     score[pairs[:, 1], np.arange(len(pairs))] = -np.inf
-    merged = _merged(mixture, pairs)
-    starts = []
-    for flat in np.argsort(-score, axis=None, kind="stable")[:n]:
-        s, p = np.unravel_index(flat, score.shape)
-        if not np.isfinite(score[s, p]):
+    order = np.argsort(-score, axis=None, kind="stable")
+    order = order[np.isfinite(score.ravel()[order])]
+    s, p = np.unravel_index(order, score.shape)
+    return np.stack([score.ravel()[order], s, p], axis=1)
+
+
+def _batch(ranked: np.ndarray, pairs: np.ndarray, size: int) -> np.ndarray:
+    """The best-ranked moves predicted to gain that touch disjoint components, at most
+    `size` of them: rows of `ranked`."""
+    chosen, used = [], set()
+    for row, (gain, s, p) in enumerate(ranked):
+        if gain <= 0 or len(chosen) == size:
             break
+        touched = {int(s), *pairs[int(p)].tolist()}
+        if not touched & used:
+            chosen.append(row)
+            used |= touched
+    return ranked[chosen]
+
+
+def _moved(mixture: Mixture, moves: np.ndarray, pairs, halves) -> Mixture:
+    """The mixture after moves (rows (gain, s, p) touching disjoint components): s keeps
+    one of its halves, pair p's first component becomes the merged one, its second the
+    other half of s."""
+    merged = _merged(mixture, pairs)
+    weights, means, variances = (mixture.weights.copy(), mixture.means.copy(),
+                                 mixture.variances.copy())
+    for s, p in moves[:, 1:].astype(int):
         (i, j), (a, b) = pairs[p], (2 * s, 2 * s + 1)
-        weights, means, variances = (mixture.weights.copy(), mixture.means.copy(),
-                                     mixture.variances.copy())
         weights[[i, s, j]] = merged.weights[p], halves.weights[a], halves.weights[b]
         means[[i, s, j]] = merged.means[p], halves.means[a], halves.means[b]
         variances[[i, s, j]] = merged.variances[p], halves.variances[a], halves.variances[b]
-        starts.append(Mixture(weights / weights.sum(), means, variances))
-    return starts
+    return Mixture(weights / weights.sum(), means, variances)
+
+
+# A round's batch holds at most K // _BATCH_SHARE moves.
+_BATCH_SHARE = 4
 
 
 def _refine(blocks: _Blocks, best: FitResult, total_weight: float, tol: float,
@@ -899,15 +921,22 @@ def _refine(blocks: _Blocks, best: FitResult, total_weight: float, tol: float,
     """Split-and-merge search from a converged fit (after Ueda et al., 2000). EM seldom
     leaves a basin in which one component covers two clusters while two others share
     one. The moves (split one component, merge a pair of others) are ranked by their
-    predicted gain (_move_gains) and EM runs from each in turn; the first that gains
-    more than _MOVE_GAIN per unit weight is kept and the ranking starts again from
-    it. It stops when the `patience` best-ranked moves all gain nothing. The history
-    runs on through the kept moves."""
+    predicted gain (_move_gains). Each round, EM runs first from a batch of them, when
+    two or more touching disjoint components are predicted to gain (_batch), then from
+    the `patience` best-ranked moves one at a time; the first start whose fit gains more
+    than _MOVE_GAIN per unit weight is kept and the next round ranks again from it. It
+    stops when none does. The history runs on through the kept moves."""
     restarts, history, reseeds, moves = best.restarts, list(best.history), list(best.reseeds), []
     trials = 0
     while True:
-        for start in _ranked_moves(best, *_move_gains(blocks, best, var_floor), patience):
-            trial = _run_em(blocks, start, total_weight, tol, max_iter, var_floor, accelerate)
+        pairs, merge, halves, gains = _move_gains(blocks, best, var_floor)
+        ranked = _ranked_moves(pairs, merge, gains)
+        batch = _batch(ranked, pairs, best.k // _BATCH_SHARE)
+        starts = ([batch] if len(batch) > 1 else []) + [ranked[[m]] for m in
+                                                        range(min(patience, len(ranked)))]
+        for chosen in starts:
+            trial = _run_em(blocks, _moved(best, chosen, pairs, halves), total_weight, tol,
+                            max_iter, var_floor, accelerate)
             trials += 1
             if trial.log_likelihood > best.log_likelihood + _MOVE_GAIN * total_weight:
                 moves.append(len(history))  # its first iteration, as for reseeds

@@ -1138,30 +1138,41 @@ def test_predicted_merge_and_split_changes_are_the_log_likelihood_changes(k):
     assert (gains > -1e-9 * len(X)).all()  # two halves fit at least as well as one
 
 
-def test_ranked_moves_are_valid_mixtures_in_order_of_predicted_gain():
-    """Each start splits one component s into its two halves and merges one pair
-    (i, j) not holding s; the starts come in decreasing order of predicted gain
-    gains[s] + merge[p], beginning with the largest over all valid (s, p)."""
-    X, w, mixture, blocks = _prepared_fit(8)
+def test_ranked_moves_and_the_mixtures_they_give():
+    """Every valid move (split s, merge pair p not holding s) is ranked, by decreasing
+    predicted gain gains[s] + merge[p]. A move changes exactly three components: s and
+    the pair's second take s's halves, the pair's first the merged component. A batch
+    holds moves predicted to gain, on disjoint components, in rank order."""
+    X, w, mixture, blocks = _prepared_fit(16)
     pairs, merge, halves, gains = em._move_gains(blocks, mixture, em.QUANTISATION_VARIANCE)
+    ranked = em._ranked_moves(pairs, merge, gains)
+    valid = {(s, p) for s in range(16) for p, pair in enumerate(pairs) if s not in pair}
+    assert {(int(s), int(p)) for _, s, p in ranked} == valid and len(ranked) == len(valid)
+    assert (np.diff(ranked[:, 0]) <= 0).all()
+    assert all(g == gains[int(s)] + merge[int(p)] for g, s, p in ranked)
     merged = em._merged(mixture, pairs)
-    starts = em._ranked_moves(mixture, pairs, merge, halves, gains, 5)
-    assert len(starts) == 5
-    valid = [gains[s] + merge[p] for s in range(8) for p, pair in enumerate(pairs)
-             if s not in pair]
-    predicted = []
-    for start in starts:
-        assert start.weights.sum() == pytest.approx(1.0) and (start.variances > 0).all()
-        changed = np.flatnonzero((start.means != mixture.means).any(axis=1))
-        assert len(changed) == 3
-        (p,) = [p for p in range(len(pairs)) if (start.means == merged.means[p]).all(axis=1).any()]
-        (s,) = [s for s in changed if (start.means[s] == halves.means[2 * s]).all()]
+    for row in ranked[:5]:
+        s, p = int(row[1]), int(row[2])
         i, j = pairs[p]
+        start = em._moved(mixture, row[None], pairs, halves)
+        assert start.weights.sum() == pytest.approx(1.0) and (start.variances > 0).all()
+        assert set(np.flatnonzero((start.means != mixture.means).any(axis=1))) == {s, i, j}
         assert start.means[i].tolist() == merged.means[p].tolist()
+        assert start.means[s].tolist() == halves.means[2 * s].tolist()
         assert start.means[j].tolist() == halves.means[2 * s + 1].tolist()
-        predicted.append(gains[s] + merge[p])
-    assert predicted[0] == max(valid)
-    assert all(a >= b for a, b in zip(predicted, predicted[1:]))
+    batch = em._batch(ranked, pairs, 3)
+    touched = [{int(s), *pairs[int(p)].tolist()} for _, s, p in batch]
+    assert len(batch) == 3 and (batch[:, 0] > 0).all()  # here 69 moves are predicted to gain
+    assert sum(map(len, touched)) == len(set().union(*touched))  # disjoint
+    rows = [np.flatnonzero((ranked == move).all(axis=1))[0] for move in batch]
+    assert rows[0] == 0 and rows == sorted(rows)
+    # every better-ranked move left out shares a component with one taken before it
+    for row in range(rows[-1]):
+        if row not in rows:
+            s, p = int(ranked[row, 1]), int(ranked[row, 2])
+            assert {s, *pairs[p].tolist()} & set().union(*touched[:np.searchsorted(rows, row)])
+    start = em._moved(mixture, batch, pairs, halves)
+    assert len(np.flatnonzero((start.means != mixture.means).any(axis=1))) == 9
 
 
 def test_split_merge_needs_three_components():

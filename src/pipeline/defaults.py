@@ -6,7 +6,7 @@ KS = (2, 4, 8, 16, 32, 64, 128)
 SEED = 0
 INIT = "kmeans++"   # or "random": the original study's start
 N_INIT = 3          # restarts; the best log-likelihood wins
-SPLIT_MERGE = 0     # then split-and-merge moves until this many in a row gain nothing
+SPLIT_MERGE = 0     # then split-and-merge moves, this many best-ranked tried per round (0: none)
 TOL = 1e-4          # stop when the log-likelihood gain per pixel falls below this
 MAX_ITER = 2000
 

@@ -25,7 +25,7 @@ VISIBLE_DB = 30.0   # PSNR above which a palette image is commonly hard to tell 
 def split_merge_clause(m: dict) -> str:
     """", then split-and-merge moves ..." when a run used them, else ""."""
     patience = m.get("split_merge", 0)
-    return (f", then split-and-merge moves until {patience} in a row gained nothing"
+    return (f", then split-and-merge moves ({patience} best-ranked tried per round)"
             if patience else "")
 
 

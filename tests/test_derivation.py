@@ -26,6 +26,7 @@ SECTIONS = [
     "9. Model selection: BIC",
     "10. Segmentation and compression",
     "11. Fewer iterations: extrapolating EM's steps (SQUAREM)",
+    "12. Leaving a basin: split-and-merge moves",
 ]
 
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*$", re.MULTILINE)
@@ -46,7 +47,7 @@ def executed(tmp_path_factory):
 
 
 def test_runs_and_every_section_is_checked(executed):
-    """Completes, has the eleven numbered sections in order, each with an assert cell."""
+    """Completes, has the twelve numbered sections in order, each with an assert cell."""
     errors = [o for c in executed.cells if c.cell_type == "code"
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

@@ -30,7 +30,8 @@ moves, SPLIT_MERGE; then with the moves and scikit-learn's variance floor, see
 SKLEARN_REG_COVAR) and of sklearn (GaussianMixture spherical, n_init=3, its defaults
 otherwise, all pixels), per K: sklearn's own score, and its fitted parameters scored in
 this model (variances under the kernel's floor raised to it; "_in_ours"). Also the
-reconstruction error of each fit (ours without and with the moves, sklearn's).
+reconstruction error of each fit (ours without and with the moves, sklearn's with its
+own labels).
 
 JSON schema (report/data/bench.json): {"quick", "machine": pipeline.machine.describe(),
 "kernel": {commit, em_py_modified}, "settings": {...}, "images": {stem: {name, pixels,
@@ -216,8 +217,9 @@ def bench_photo(name, source, rgb, ks) -> dict:
     rows = []
     for k in ks:
         moving = ours(colours, counts, k, **(REPORT_SETTINGS | SPLIT_MERGE))
-        # make report's settings: when no move was kept, the same fit
-        plain = ours(colours, counts, k, **REPORT_SETTINGS) if moving.moves else moving
+        # make report's settings: without moves, when none was kept, the same fit
+        plain = (ours(colours, counts, k, **REPORT_SETTINGS)
+                 if moving.moves or REPORT_SETTINGS["split_merge"] else moving)
         mine = plain.mean_log_likelihood
         floor = ours(colours, counts, k, var_floor=SKLEARN_REG_COVAR,
                      **(REPORT_SETTINGS | SPLIT_MERGE)).mean_log_likelihood
@@ -237,7 +239,8 @@ def bench_photo(name, source, rgb, ks) -> dict:
                "difference_sklearn_floor": floor - theirs,
                "ours_error": error(colours, counts, plain),
                "ours_error_split_merge": error(colours, counts, moving),
-               "sklearn_error": error(colours, counts, in_ours)}
+               "sklearn_error": reconstruction_error(colours, counts, model.predict(colours),
+                                                     model.means_)}
         rows.append(row)
         print(f"  {name} K={k}: ours {mine:.5f}, with moves {moving.mean_log_likelihood:.5f}, "
               f"with moves and sklearn's floor {floor:.5f}; sklearn {theirs:.5f} "

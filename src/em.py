@@ -31,6 +31,7 @@ mixture: `log_likelihood`, `score_samples`, `responsibilities`, `predict`,
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import os
@@ -219,12 +220,30 @@ class _Blocks:
         nearest and farthest distance from mu_k to the box). A component whose upper
         bound is _NEGLIGIBLE nats under the best lower bound weighs at most
         exp(-_NEGLIGIBLE) of every row's density: it is skipped (responsibility 0)."""
-        near, far = _box_distances(self, model.means)
-        upper = model.peak - 0.5 * near / model.variances
-        lowest = model.peak - 0.5 * far / model.variances
+        upper, lowest = self._bounds(model)
         live = upper >= lowest.max(axis=1)[:, None] - _NEGLIGIBLE
         floor = _EXP_FLOOR[self.dtype] + model.offset
         return live, (live & (lowest < floor)).any(axis=1)
+
+    def reaches(self, other: "_LogJoint", model: "_LogJoint") -> np.ndarray:
+        """Which components of `other` can weigh exp(-_NEGLIGIBLE) of some row's density
+        under `model` in each block, as in live: (B, K') bool."""
+        return self._bounds(other)[0] >= self._bounds(model)[1].max(axis=1)[:, None] - _NEGLIGIBLE
+
+    def _bounds(self, model: "_LogJoint") -> tuple[np.ndarray, np.ndarray]:
+        """Upper and lower bounds of every component's log-joint over every block's box:
+        (B, K), (B, K)."""
+        near, far = _box_distances(self, model.means)
+        return (model.peak - 0.5 * near / model.variances,
+                model.peak - 0.5 * far / model.variances)
+
+    def in_float64(self) -> "_Blocks":
+        """These blocks with a float64 E-step (a shallow copy for float32 input)."""
+        if self.dtype == np.float64:
+            return self
+        other = copy.copy(self)
+        other.xa, other.dtype = self.xa64, np.float64
+        return other
 
 
 _WORKERS = min(4, os.cpu_count() or 1)
@@ -651,8 +670,8 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     differ across block sizes only by rounding, never across thread counts);
     accelerate: SQUAREM extrapolation between EM steps (False: plain EM; both stop
     at the same fixed point); split_merge: after the restarts, search around the best
-    fit by split-and-merge moves, trying this many of the best-ranked moves in each
-    round (0: none; _refine).
+    fit by split-and-merge moves: each round tries a batch of disjoint moves predicted
+    to gain, then this many of the best-ranked moves one at a time (0: none; _refine).
     """
     X, w, k, dtype = _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor,
                                seed, block_rows, accelerate, split_merge)
@@ -769,15 +788,17 @@ def _merged(mixture: Mixture, pairs: np.ndarray) -> Mixture:
 
 def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
     """Predicted changes of the log-likelihood: of merging each candidate pair, and of
-    splitting each component in two with the others held fixed.
+    splitting each component in two, with the others held fixed.
 
-    A merge's change is exact: sum_n w_n log(1 - r_ni - r_nj + pi_m N_m(x_n) / p(x_n)).
-    A split's halves start a standard deviation's 0.8 either side of the mean along
-    the component's principal axis and take _SPLIT_ITERATIONS EM steps on the
-    component's share r_nk w_n of the samples (Ueda et al.'s partial EM, all
-    components at once); the gain is then sum_n w_n log(1 - r_nk + halves / p(x_n)).
-    -> pairs (P, 2), merge changes (P,), halves (a Mixture of 2K components, k's at
-    2k and 2k+1), split gains (K,)."""
+    Both are exact changes of the log-likelihood (up to the pruning's exp(-50)): a
+    merge's is sum_n w_n log(1 - r_ni - r_nj + pi_m N_m(x_n) / p(x_n)). A split's
+    halves start 0.8 standard deviations either side of the mean along the
+    component's principal axis and take _SPLIT_ITERATIONS EM steps on its share
+    r_nk w_n of the samples (Ueda et al.'s partial EM, all components at once); its
+    gain is then sum_n w_n log(1 - r_nk + halves / p(x_n)). In float64 whatever the
+    input. -> pairs (P, 2), merge changes (P,), halves (a Mixture of 2K components,
+    k's at 2k and 2k+1), split gains (K,)."""
+    blocks = blocks.in_float64()
     k, d = mixture.k, mixture.d
     shift = blocks.shift
     closeness = (((mixture.means[:, None] - mixture.means[None]) ** 2).sum(axis=2)
@@ -786,43 +807,48 @@ def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
     nearest = np.argsort(closeness, axis=1, kind="stable")[:, :min(_MERGE_NEIGHBOURS, k - 1)]
     pairs = np.unique(np.sort(np.stack([np.repeat(np.arange(k), nearest.shape[1]),
                                         nearest.ravel()], axis=1), axis=1), axis=0)
+    pairs = pairs[mixture.weights[pairs].sum(axis=1) > 0]  # two without weight: no merge
     model = _log_joint(mixture, shift)
     live, may_underflow = blocks.live(model)
-    pair_live = live[:, pairs[:, 0]] | live[:, pairs[:, 1]]  # (B, P)
+    merged = _log_joint(_merged(mixture, pairs), shift)
+    # a pair matters in a block where one of it, or the merged component, can
+    pair_live = live[:, pairs[:, 0]] | live[:, pairs[:, 1]] | blocks.reaches(merged, model)
 
-    def responsibilities(b):
-        """Responsibilities of the live components (rows, L), their indices (L,) and
-        log p(x_n) (rows,); the other components' are 0 (_Blocks.live)."""
-        columns = np.flatnonzero(live[b])
-        p, row_sum, log_norm = _e_step_block(blocks, b, model, columns, may_underflow[b])
-        return p / row_sum[:, None], columns, log_norm
+    def responsibilities(b, columns):
+        """Responsibilities of the components `columns` (rows, C), 0 where they are not
+        live (_Blocks.live), and log p(x_n) (rows,)."""
+        live_columns = np.flatnonzero(live[b])
+        p, row_sum, log_norm = _e_step_block(blocks, b, model, live_columns, may_underflow[b])
+        resp = np.zeros((len(log_norm), len(columns)))
+        inside = live[b, columns]
+        resp[:, inside] = p[:, np.searchsorted(live_columns, columns[inside])] / row_sum[:, None]
+        return resp, log_norm
 
     def changed_log_likelihood(sl, log_norm, replaced, added):
-        """sum_n w_n log(1 - replaced_n + added_n / p(x_n)), added as log-joints."""
-        ratio = _exp(added - log_norm[:, None])
-        ratio += 1.0
-        ratio -= replaced
-        return blocks.w[sl] @ np.log(np.maximum(ratio, 1e-300))
-
-    merged_coef, merged_offset, _ = _log_joint_coefficients(_merged(mixture, pairs), shift)
+        """sum_n w_n log(1 - replaced_n + exp(added_n - log p(x_n))) (added: log-joints,
+        (rows, C)), without overflow where the new terms outweigh p(x_n)."""
+        kept = np.maximum(1.0 - replaced, 0.0)
+        new = added - log_norm[:, None]
+        over = new > 0.0
+        scale = np.where(over, new, 0.0) if over.any() else 0.0
+        new -= scale
+        ratio = _exp(new)
+        ratio += kept * np.exp(-scale) if over.any() else kept
+        return blocks.w[sl] @ (np.log(ratio) + scale)  # ratio >= exp(_EXP_FLOOR) > 0
 
     def first_pass(b):
         """Merge changes (P,) and the moments of every component's share on block b."""
         sl = blocks.slices[b]
-        resp, columns, log_norm = responsibilities(b)
-        full = np.zeros((len(log_norm), k))
-        full[:, columns] = resp
+        resp, log_norm = responsibilities(b, np.arange(k))
         merge = np.zeros(len(pairs))
-        some = np.flatnonzero(pair_live[b])  # elsewhere the pair explains nothing
-        added = blocks.xa64[sl] @ merged_coef[:, some] + merged_offset
-        merge[some] = changed_log_likelihood(sl, log_norm, full[:, pairs[some, 0]]
-                                             + full[:, pairs[some, 1]], added)
+        some = np.flatnonzero(pair_live[b])  # elsewhere the move changes nothing
+        added = blocks.xa64[sl] @ merged.coef[:, some] + merged.offset
+        merge[some] = changed_log_likelihood(sl, log_norm, resp[:, pairs[some, 0]]
+                                             + resp[:, pairs[some, 1]], added)
         y = blocks.xa64[sl]  # [y, ||y||^2, 1]
         terms = np.concatenate([(y[:, :d, None] * y[:, None, :d]).reshape(len(y), d * d),
                                 y[:, :d], y[:, d + 1:]], axis=1)
-        moments = np.zeros((k, terms.shape[1]))
-        moments[columns] = (resp * blocks.w[sl, None]).T @ terms
-        return merge, moments
+        return merge, (resp * blocks.w[sl, None]).T @ terms
 
     parts = blocks.map(first_pass)
     merge = np.sum([part[0] for part in parts], axis=0)
@@ -833,7 +859,10 @@ def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
     covariance = (moments[:, :d * d].reshape(k, d, d) / nk[:, None, None]
                   - centre[:, :, None] * centre[:, None, :])
     values, vectors = np.linalg.eigh(covariance)
-    axis = vectors[:, :, -1] * np.sqrt(np.maximum(values[:, -1], 0.0))[:, None]
+    axis = vectors[:, :, -1]
+    # an eigenvector's sign is LAPACK's choice: fix it, so that the halves do not swap
+    axis = axis * np.sign(axis[np.arange(k), np.argmax(np.abs(axis), axis=1)])[:, None]
+    axis *= np.sqrt(np.maximum(values[:, -1], 0.0))[:, None]
     halves = Mixture(np.repeat(mixture.weights / 2.0, 2),
                      np.stack([mixture.means - 0.8 * axis, mixture.means + 0.8 * axis],
                               axis=1).reshape(2 * k, d),
@@ -842,9 +871,10 @@ def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
     def halves_pass(b):
         """The split gains (K,) of `halves` and their EM statistics (2K, D+2) on block b."""
         sl = blocks.slices[b]
-        resp, columns, log_norm = responsibilities(b)
-        first = blocks.xa64[sl] @ coef[:, 2 * columns] + offset
-        second = blocks.xa64[sl] @ coef[:, 2 * columns + 1] + offset
+        columns = np.flatnonzero(relevant[b])
+        resp, log_norm = responsibilities(b, columns)
+        first = blocks.xa64[sl] @ model2.coef[:, 2 * columns] + model2.offset
+        second = blocks.xa64[sl] @ model2.coef[:, 2 * columns + 1] + model2.offset
         log_sum = np.maximum(first, second)
         log_sum += np.log1p(_exp(-np.abs(first - second)))
         gains, stats = np.zeros(k), np.zeros((2 * k, d + 2))
@@ -859,14 +889,16 @@ def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
 
     total_weight = float(blocks.w.sum())
     for iteration in range(_SPLIT_ITERATIONS + 1):
-        coef, offset, _ = _log_joint_coefficients(halves, shift)
+        model2 = _log_joint(halves, shift)
+        reached = blocks.reaches(model2, model)
+        relevant = live | reached[:, 0::2] | reached[:, 1::2]
         parts = blocks.map(halves_pass)
         gains = np.sum([part[0] for part in parts], axis=0)
         if iteration == _SPLIT_ITERATIONS:
             return pairs, merge, halves, gains
         stats = np.sum([part[1] for part in parts], axis=0)
         fitted, dead = _mixture_from_statistics(stats, total_weight, var_floor, shift)
-        # a half that lost its weight (e.g. of a component on one colour) keeps its place
+        # a half that lost its weight keeps its place (its weight is then 0)
         halves = Mixture(fitted.weights, np.where(dead[:, None], halves.means, fitted.means),
                          np.where(dead, halves.variances, fitted.variances))
 
@@ -917,13 +949,13 @@ _BATCH_SHARE = 4
 
 
 def _refine(blocks: _Blocks, best: FitResult, total_weight: float, tol: float,
-            max_iter: int, var_floor: float, accelerate: bool, patience: int) -> FitResult:
+            max_iter: int, var_floor: float, accelerate: bool, tries: int) -> FitResult:
     """Split-and-merge search from a converged fit (after Ueda et al., 2000). EM seldom
     leaves a basin in which one component covers two clusters while two others share
     one. The moves (split one component, merge a pair of others) are ranked by their
     predicted gain (_move_gains). Each round, EM runs first from a batch of them, when
     two or more touching disjoint components are predicted to gain (_batch), then from
-    the `patience` best-ranked moves one at a time; the first start whose fit gains more
+    the `tries` best-ranked moves one at a time; the first start whose fit gains more
     than _MOVE_GAIN per unit weight is kept and the next round ranks again from it. It
     stops when none does. The history runs on through the kept moves."""
     restarts, history, reseeds, moves = best.restarts, list(best.history), list(best.reseeds), []
@@ -932,8 +964,7 @@ def _refine(blocks: _Blocks, best: FitResult, total_weight: float, tol: float,
         pairs, merge, halves, gains = _move_gains(blocks, best, var_floor)
         ranked = _ranked_moves(pairs, merge, gains)
         batch = _batch(ranked, pairs, best.k // _BATCH_SHARE)
-        starts = ([batch] if len(batch) > 1 else []) + [ranked[[m]] for m in
-                                                        range(min(patience, len(ranked)))]
+        starts = ([batch] if len(batch) > 1 else []) + list(ranked[:tries, None])
         for chosen in starts:
             trial = _run_em(blocks, _moved(best, chosen, pairs, halves), total_weight, tol,
                             max_iter, var_floor, accelerate)

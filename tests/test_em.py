@@ -1102,20 +1102,22 @@ def test_split_merge_is_deterministic_whatever_the_threads(monkeypatch):
     assert (first.moves, first.move_trials) == (again.moves, again.move_trials)
 
 
-def _prepared_fit(k, seed=1):
+def _prepared_fit(k, seed=1, block_rows=None, dtype=np.float64):
     X = photo(60)
     w = np.ones(len(X))
     fitted = em.fit(X, k, seed=seed, tol=1e-5, max_iter=500)
-    return X, w, fitted.mixture, em._Blocks(X, w, k)
+    return X, w, fitted.mixture, em._Blocks(X, w, k, dtype=dtype, block_rows=block_rows)
 
 
-@pytest.mark.parametrize("k", [4, 12])
-def test_predicted_merge_and_split_changes_are_the_log_likelihood_changes(k):
+@pytest.mark.parametrize("k, block_rows, dtype", [(4, None, np.float64), (12, None, np.float64),
+                                                  (4, 64, np.float64), (12, 64, np.float32)])
+def test_predicted_merge_and_split_changes_are_the_log_likelihood_changes(k, block_rows, dtype):
     """A move's prediction is exact, not an estimate: merging pair (i, j) into one
     component changes the log-likelihood by the predicted merge change, and putting
     component s's two halves in its place by the predicted split gain, each checked
-    against log_likelihood of the changed mixture."""
-    X, w, mixture, blocks = _prepared_fit(k)
+    against log_likelihood of the changed mixture; also with small blocks, where
+    most components are pruned, and with float32 samples."""
+    X, w, mixture, blocks = _prepared_fit(k, block_rows=block_rows, dtype=dtype)
     pairs, merge, halves, gains = em._move_gains(blocks, mixture, em.QUANTISATION_VARIANCE)
     base = em.log_likelihood(mixture, X)
     assert len(pairs) >= k - 1 and (pairs[:, 0] < pairs[:, 1]).all()
@@ -1133,9 +1135,39 @@ def test_predicted_merge_and_split_changes_are_the_log_likelihood_changes(k):
                              np.vstack([mixture.means[keep], halves.means[two]]),
                              np.r_[mixture.variances[keep], halves.variances[two]])
         assert em.log_likelihood(changed, X) - base == pytest.approx(gains[s], abs=1e-7 * len(X))
-        # the halves share the component's weight and stay on either side of its mean
+        # the halves share the component's weight
         assert halves.weights[two].sum() == pytest.approx(mixture.weights[s], rel=1e-3)
     assert (gains > -1e-9 * len(X)).all()  # two halves fit at least as well as one
+
+
+def test_move_gains_far_outlier_and_weightless_components():
+    """A merge that explains a far sample vastly better than the mixture does has a
+    finite, exact (here very large) gain, not an overflow; pairs of components without
+    weight are not merge candidates, and the others' predictions stay finite."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.1, 0.1, 0.1], [0.12, 0.1, 0.1], [0.9, 0.9, 0.9], [0.88, 0.9, 0.9]])
+    X = np.vstack([np.repeat(centres, 200, axis=0) + rng.normal(0, 0.002, (800, 3)),
+                   [[0.5, 0.5, 0.5]]])
+    w = np.ones(len(X))
+    tight = em.Mixture(np.full(4, 0.25), centres, np.full(4, 1e-5))
+    blocks = em._Blocks(X, w, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning either
+        pairs, merge, halves, gains = em._move_gains(blocks, tight, em.QUANTISATION_VARIANCE)
+    assert np.isfinite(merge).all() and np.isfinite(gains).all()
+    for p, (i, j) in enumerate(pairs):
+        merged = em._merged(tight, pairs[[p]])
+        keep = np.setdiff1d(np.arange(4), [i, j])
+        changed = em.Mixture(np.r_[tight.weights[keep], merged.weights],
+                             np.vstack([tight.means[keep], merged.means]),
+                             np.r_[tight.variances[keep], merged.variances])
+        change = em.log_likelihood(changed, X) - em.log_likelihood(tight, X)
+        assert merge[p] == pytest.approx(change, rel=1e-9, abs=1e-6)
+    assert merge.max() > 1000  # the outlier alone gains thousands of nats in some merge
+    dead = em.Mixture(np.array([0.5, 0.5, 0.0, 0.0]), centres, np.full(4, 1e-3))
+    pairs, merge, halves, gains = em._move_gains(blocks, dead, em.QUANTISATION_VARIANCE)
+    assert [2, 3] not in pairs.tolist() and np.isfinite(merge).all()
+    assert np.isfinite(gains).all()
 
 
 def test_ranked_moves_and_the_mixtures_they_give():
@@ -1173,6 +1205,26 @@ def test_ranked_moves_and_the_mixtures_they_give():
             assert {s, *pairs[p].tolist()} & set().union(*touched[:np.searchsorted(rows, row)])
     start = em._moved(mixture, batch, pairs, halves)
     assert len(np.flatnonzero((start.means != mixture.means).any(axis=1))) == 9
+
+
+def test_a_batch_of_moves_is_tried_first_and_kept_when_it_gains(monkeypatch):
+    """With several disjoint moves predicted to gain, a round's first start applies them
+    all at once; here (K = 16) that batch is kept: the result's history runs on with
+    the batch's fit right after the best restart's."""
+    X = photo(60)
+    base = em.fit(X, 16, seed=1, tol=1e-5, max_iter=500)
+    sizes, fits = [], []
+    moved, run_em = em._moved, em._run_em
+    monkeypatch.setattr(em, "_moved", lambda m, chosen, *rest: (sizes.append(len(chosen)),
+                                                                moved(m, chosen, *rest))[1])
+    monkeypatch.setattr(em, "_run_em", lambda *args: (fits.append(run_em(*args)), fits[-1])[1])
+    result = em.fit(X, 16, seed=1, tol=1e-5, max_iter=500, split_merge=2)
+    assert sizes[0] > 1 and result.move_trials == len(sizes)
+    batch = fits[1]  # fits[0] is the restart
+    assert result.moves[0] == base.n_iter + 1
+    segment = result.history[base.n_iter + 1:base.n_iter + len(batch.history)]
+    np.testing.assert_array_equal(segment, batch.history[1:])
+    assert batch.log_likelihood > base.log_likelihood + em._MOVE_GAIN * len(X)
 
 
 def test_split_merge_needs_three_components():

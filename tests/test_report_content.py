@@ -268,14 +268,20 @@ def test_optimum_text_counts_from_the_rows():
               {"name": "a"} | photo_row(8, 3.0, 3.0, 3.1, 0.010, 0.010),   # below sklearn
               {"name": "b"} | photo_row(4, 2.0, 2.2, 2.1, 0.040, 0.030)]   # moves: +0.2, -25 %
     text = narrative.optimum_text(photos, 2)
-    assert "2 photographs that Python packages ship (a, b) at K = 4 and 8" in text
+    assert "2 photographs that Python packages ship (a, b) in 3 fits at K = 4 and 8" in text
     assert "at or above scikit-learn's (its fit scored in this model) in 1 of 3 cases" in text
     assert "with split-and-merge moves (`SPLIT_MERGE=2`) in 2 of 3" in text
     assert "raised the log-likelihood in 2 cases, by up to 0.200 nats" in text
-    assert "error rose in 1 of them (by up to 50%) and fell in 1 (by up to 25%)" in text
+    assert "there the reconstruction error rose in 1 (by up to 50%) and fell in 1 (by up to 25%)." in text
     assert "not necessarily a better palette" in text
-    better = [{"name": "a"} | photo_row(4, 2.0, 2.1, 1.9, 0.020, 0.010)]
-    assert "palette" not in narrative.optimum_text(better, None)
+    better = [{"name": "a"} | photo_row(4, 2.0, 2.1, 1.9, 0.020, 0.010),
+              {"name": "a"} | photo_row(8, 3.0, 3.1, 2.9, 0.0, 0.0)]
+    text = narrative.optimum_text(better, None)
+    assert "palette" not in text and "in 2 cases" in text
+    assert "error fell in 1 (by up to 50%) and did not change in 1." in text
+    one = narrative.optimum_text([{"name": "a"} | photo_row(4, 2.0, 2.1, 1.9, 0.02, 0.03),
+                                  {"name": "b"} | photo_row(8, 2.0, 2.0, 1.9, 0.02, 0.02)], 2)
+    assert "in 1 case," in one and "in 2 fits at K = 4 and 8" in one
     assert "no better optimum" in narrative.optimum_text(
         [{"name": "a"} | photo_row(4, 2.0, 2.0, 1.9, 0.02, 0.02)], 2)
     assert narrative.optimum_text([], 2) == ""

@@ -114,7 +114,7 @@ def load_upload(name: str, content: bytes) -> np.ndarray:
 @dataclass(frozen=True)
 class Settings:
     """What the widgets choose: K, seed, start, restarts (one, for speed),
-    split-and-merge patience (make report's), labelling rule."""
+    split-and-merge moves tried per round (make report's), labelling rule."""
 
     k: int = 16
     seed: int = 0

@@ -24,9 +24,9 @@ VISIBLE_DB = 30.0   # PSNR above which a palette image is commonly hard to tell 
 
 def split_merge_clause(m: dict) -> str:
     """", then split-and-merge moves ..." when a run used them, else ""."""
-    patience = m.get("split_merge", 0)
-    return (f", then split-and-merge moves ({patience} best-ranked tried per round)"
-            if patience else "")
+    tries = m.get("split_merge", 0)
+    return (f", then split-and-merge moves ({tries} best-ranked tried per round)"
+            if tries else "")
 
 
 def k_list(ks) -> str:
@@ -369,32 +369,39 @@ def optimum_text(photos: list[dict], moves: int | None) -> str:
     names = list(dict.fromkeys(p["name"] for p in photos))
     ks = sorted({p["k"] for p in photos})
     n = len(photos)
+    where = (f"at K = {k_list(ks)}" if n == len(names) * len(ks)
+             else f"in {n} fits at K = {k_list(ks)}")
     at_least = sum(p["ours_ll_per_pixel"] >= p["sklearn_ll_per_pixel_in_ours"] for p in photos)
-    moved = [p for p in photos if p["ours_ll_per_pixel_split_merge"] > p["ours_ll_per_pixel"]]
     with_moves = sum(p["ours_ll_per_pixel_split_merge"] >= p["sklearn_ll_per_pixel_in_ours"]
                      for p in photos)
     setting = f" (`SPLIT_MERGE={moves}`)" if moves else ""
     text = (f"The benchmark also fits {len(names)} photographs that Python packages ship "
-            f"({', '.join(names)}) at K = {k_list(ks)}. With `make report`'s settings our "
+            f"({', '.join(names)}) {where}. With `make report`'s settings our "
             f"log-likelihood per pixel is at or above scikit-learn's (its fit scored in this "
             f"model) in {at_least} of {n} cases; with split-and-merge moves{setting} in "
             f"{with_moves} of {n}. ")
+    moved = [p for p in photos if p["ours_ll_per_pixel_split_merge"] > p["ours_ll_per_pixel"]]
     if not moved:
         return text + "The moves found no better optimum in any case."
     gain = max(p["ours_ll_per_pixel_split_merge"] - p["ours_ll_per_pixel"] for p in moved)
-    change = [p["ours_error_split_merge"] / p["ours_error"] - 1 for p in moved]
-    worse = [c for c in change if c > 0]
-    text += (f"The moves raised the log-likelihood in {len(moved)} cases, by up to {gain:.3f} "
-             f"nats per pixel, and the reconstruction error rose in {len(worse)} of them"
-             + (f" (by up to {max(worse):.0%})" if worse else "")
-             + (f" and fell in {len(moved) - len(worse)} (by up to {-min(change):.0%})"
-                if len(worse) < len(moved) else "") + ". ")
-    if not worse:
+    change = [p["ours_error_split_merge"] / p["ours_error"] - 1 if p["ours_error"] > 0
+              else 0.0 for p in moved]
+    rose, fell = [c for c in change if c > 0], [c for c in change if c < 0]
+    cases = lambda m: f"{m} case" + ("" if m == 1 else "s")  # noqa: E731
+    parts = []
+    if rose:
+        parts.append(f"rose in {len(rose)} (by up to {max(rose):.0%})")
+    if fell:
+        parts.append(f"fell in {len(fell)} (by up to {-min(fell):.0%})")
+    if len(rose) + len(fell) < len(moved):
+        parts.append(f"did not change in {len(moved) - len(rose) - len(fell)}")
+    text += (f"The moves raised the log-likelihood in {cases(len(moved))}, by up to "
+             f"{gain:.3f} nats per pixel; there the reconstruction error "
+             + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] + ". ")
+    if not rose:
         return text.strip()
-    return text + ("A better optimum of the likelihood is not necessarily a better palette: "
-                   "the likelihood rewards a component for sitting narrowly on a dense "
-                   "cluster of colours, the squared error only counts how far each pixel is "
-                   "from its mean.")
+    return text + ("A better optimum of the likelihood is not necessarily a better palette "
+                   "(Appendix B, section 12).")
 
 
 def conclusions(sweep: Sweep, segmented: dict, study_shown: bool = False,

@@ -369,16 +369,20 @@ class _Pandoc:
 
     def __init__(self):
         self.path = shutil.which("pandoc")
-        self.cache: dict[tuple[str, str], str] = {}
-        self.failed_maths: list[str] = []
+        self.cache: dict[tuple[str, str], tuple[str, list[str]]] = {}
 
     def __call__(self, text: str, source_format: str) -> str:
         key = (text, source_format)
         if key not in self.cache:
             self.cache[key] = self._convert(key)
-        return self.cache[key]
+        return self.cache[key][0]
 
-    def _convert(self, key) -> str:
+    @property
+    def failed_maths(self) -> list[str]:
+        """The TeX pandoc could not convert to MathML, in the order of the conversions."""
+        return [formula for _, failed in self.cache.values() for formula in failed]
+
+    def _convert(self, key) -> tuple[str, list[str]]:
         text, source_format = key
         result = subprocess.run(
             [self.path, "--from", source_format, "--to", "html5", "--mathml",
@@ -387,26 +391,25 @@ class _Pandoc:
             check=False)
         if result.returncode:
             raise RenderError(f"pandoc failed on:\n{text[:500]}\n{result.stderr}")
-        for message in re.findall(r"Could not convert TeX math (.*?), rendering as TeX",
-                                  result.stderr, flags=re.S):
-            self.failed_maths.append(message)
-        return result.stdout
+        return result.stdout, re.findall(r"Could not convert TeX math (.*?), rendering as TeX",
+                                         result.stderr, flags=re.S)
 
-    def prefetch(self, nb) -> None:
-        """Convert ahead what HTML_TEMPLATE converts: Markdown cells and outputs, the
-        figures' captions and LaTeX outputs."""
-        keys = []
+    def prefetch(self, nb, shown) -> None:
+        """Convert ahead what HTML_TEMPLATE converts: the Markdown cells, and of each
+        output what it shows (shown(data): the MIME types it picks, in nbconvert's order
+        of preference): Markdown, LaTeX, or a figure's caption."""
+        keys = [(cell.source, MARKDOWN_FORMAT) for cell in nb.cells
+                if cell.cell_type == "markdown"]
         for cell in nb.cells:
-            if cell.cell_type == "markdown":
-                keys.append((cell.source, MARKDOWN_FORMAT))
             for output in cell.get("outputs", []):
                 data = output.get("data", {})
-                if "text/markdown" in data:
-                    keys.append((data["text/markdown"], MARKDOWN_FORMAT))
-                if "text/latex" in data:
-                    keys.append((data["text/latex"], "latex"))
+                mime = next(iter(shown(data)), None) if data else None
                 caption = output.get("metadata", {}).get("em_report", {}).get("caption")
-                if caption:
+                if mime == "text/markdown":
+                    keys.append((data[mime], MARKDOWN_FORMAT))
+                elif mime == "text/latex":
+                    keys.append((data[mime], "latex"))
+                elif mime == "image/png" and caption:
                     keys.append((caption, MARKDOWN_FORMAT))
         missing = [key for key in dict.fromkeys(keys) if key not in self.cache]
         with ThreadPoolExecutor(PrefetchedPandoc.THREADS) as pool:
@@ -458,7 +461,7 @@ def to_html(nb) -> bytes:
     nb = copy.deepcopy(nb)
     nb.metadata.title = nb.metadata.title_text
     if exporter.pandoc.path:
-        exporter.pandoc.prefetch(nb)
+        exporter.pandoc.prefetch(nb, exporter.environment.filters["filter_data_type"])
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     if not exporter.pandoc.path:
         print("render: pandoc is not installed: the HTML's maths shows as TeX source "

@@ -380,6 +380,11 @@ def optimum_text(photos: list[dict], moves: int | None) -> str:
             f"log-likelihood per pixel is at or above scikit-learn's (its fit scored in this "
             f"model) in {at_least} of {n} cases; with split-and-merge moves{setting} in "
             f"{with_moves} of {n}. ")
+    lower = [p for p in photos if p["sklearn_error"] < p["ours_error"]]
+    if lower:
+        below = sum(p["sklearn_ll_per_pixel_in_ours"] < p["ours_ll_per_pixel"] for p in lower)
+        text += (f"Scikit-learn's fit has the lower reconstruction error in {len(lower)} of "
+                 f"{n} cases, {below} of them at a lower log-likelihood than ours. ")
     moved = [p for p in photos if p["ours_ll_per_pixel_split_merge"] > p["ours_ll_per_pixel"]]
     if not moved:
         return text + "The moves found no better optimum in any case."

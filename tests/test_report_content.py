@@ -240,6 +240,7 @@ def test_speed_text_splits_rows_and_kernel():
                        "ours_ll_per_pixel": 2.0, "sklearn_ll_per_pixel": 1.9}]}
     text = narrative.speed_text(entry)
     assert "7.7 times fewer rows" in text and "18.0 to 18.0 times" in text
+    assert not text.startswith("(a)")  # pandoc's Markdown would make it a numbered list
     assert "equal or higher (within 1e-4) at K = 2" in text
     assert narrative.speed_text({"rows": [{"k": 2}]}) == ""
 

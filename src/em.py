@@ -790,7 +790,8 @@ def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
     """Predicted changes of the log-likelihood: of merging each candidate pair, and of
     splitting each component in two, with the others held fixed.
 
-    Both are exact changes of the log-likelihood (up to the pruning's exp(-50)): a
+    Both are the changes of the log-likelihood (up to the pruning's exp(-50), and to
+    rounding where the replaced components carry all but 1e-16 of a row's density): a
     merge's is sum_n w_n log(1 - r_ni - r_nj + pi_m N_m(x_n) / p(x_n)). A split's
     halves start 0.8 standard deviations either side of the mean along the
     component's principal axis and take _SPLIT_ITERATIONS EM steps on its share
@@ -826,15 +827,16 @@ def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
 
     def changed_log_likelihood(sl, log_norm, replaced, added):
         """sum_n w_n log(1 - replaced_n + exp(added_n - log p(x_n))) (added: log-joints,
-        (rows, C)), without overflow where the new terms outweigh p(x_n)."""
+        (rows, C)). Where the new terms outweigh p(x_n), or the replaced ones carried
+        all of it, in the log domain (no overflow, no floor on exp)."""
         kept = np.maximum(1.0 - replaced, 0.0)
         new = added - log_norm[:, None]
-        over = new > 0.0
-        scale = np.where(over, new, 0.0) if over.any() else 0.0
-        new -= scale
-        ratio = _exp(new)
-        ratio += kept * np.exp(-scale) if over.any() else kept
-        return blocks.w[sl] @ (np.log(ratio) + scale)  # ratio >= exp(_EXP_FLOOR) > 0
+        rare = (new > 0.0) | (kept < 1e-300)
+        change = np.log(kept + _exp(np.where(rare, 0.0, new)))
+        if rare.any():
+            with np.errstate(divide="ignore"):
+                change[rare] = np.logaddexp(np.log(kept[rare]), new[rare])
+        return blocks.w[sl] @ change
 
     def first_pass(b):
         """Merge changes (P,) and the moments of every component's share on block b."""
@@ -898,7 +900,7 @@ def _move_gains(blocks: _Blocks, mixture: Mixture, var_floor: float):
             return pairs, merge, halves, gains
         stats = np.sum([part[1] for part in parts], axis=0)
         fitted, dead = _mixture_from_statistics(stats, total_weight, var_floor, shift)
-        # a half that lost its weight keeps its place (its weight is then 0)
+        # a half that lost its weight (under 1e-12 of the total) keeps its place
         halves = Mixture(fitted.weights, np.where(dead[:, None], halves.means, fitted.means),
                          np.where(dead, halves.variances, fitted.variances))
 
@@ -954,7 +956,7 @@ def _refine(blocks: _Blocks, best: FitResult, total_weight: float, tol: float,
     leaves a basin in which one component covers two clusters while two others share
     one. The moves (split one component, merge a pair of others) are ranked by their
     predicted gain (_move_gains). Each round, EM runs first from a batch of them, when
-    two or more touching disjoint components are predicted to gain (_batch), then from
+    two or more moves on disjoint components are predicted to gain (_batch), then from
     the `tries` best-ranked moves one at a time; the first start whose fit gains more
     than _MOVE_GAIN per unit weight is kept and the next round ranks again from it. It
     stops when none does. The history runs on through the kept moves."""

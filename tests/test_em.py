@@ -1164,6 +1164,16 @@ def test_move_gains_far_outlier_and_weightless_components():
         change = em.log_likelihood(changed, X) - em.log_likelihood(tight, X)
         assert merge[p] == pytest.approx(change, rel=1e-9, abs=1e-6)
     assert merge.max() > 1000  # the outlier alone gains thousands of nats in some merge
+    # the reverse: a light, broad component alone explains the outlier; merged with a
+    # heavy, tight one it explains it thousands of nats worse, and the loss is exact
+    lonely = em.Mixture(np.array([0.001, 0.999]), np.array([[0.5, 0.5, 0.5], [0.1, 0.1, 0.1]]),
+                        np.array([0.05, 1e-6]))
+    X2 = np.vstack([X[:200], [[0.95, 0.95, 0.95]]])
+    blocks2 = em._Blocks(X2, np.ones(len(X2)), 2)
+    pairs2, merge2, _, _ = em._move_gains(blocks2, lonely, em.QUANTISATION_VARIANCE)
+    merged = em._merged(lonely, pairs2)
+    change = em.log_likelihood(merged, X2) - em.log_likelihood(lonely, X2)
+    assert change < -1000 and merge2[0] == pytest.approx(change, rel=1e-9)
     dead = em.Mixture(np.array([0.5, 0.5, 0.0, 0.0]), centres, np.full(4, 1e-3))
     pairs, merge, halves, gains = em._move_gains(blocks, dead, em.QUANTISATION_VARIANCE)
     assert [2, 3] not in pairs.tolist() and np.isfinite(merge).all()

@@ -243,6 +243,9 @@ def test_speed_text_splits_rows_and_kernel():
     assert not text.startswith("(a)")  # pandoc's Markdown would make it a numbered list
     assert "equal or higher (within 1e-4) at K = 2" in text
     assert narrative.speed_text({"rows": [{"k": 2}]}) == ""
+    only_per_row = narrative.speed_text({"rows": [{"k": 2, "ours_us_per_row": 0.1,
+                                                    "sklearn_us_per_row": 1.8}]})
+    assert only_per_row.startswith("The gain in two parts. (b) Per row")
 
 
 def photo_row(k, ll, ll_moves, ll_sklearn, err, err_moves, err_sklearn=0.01):
@@ -282,6 +285,8 @@ def test_optimum_text_counts_from_the_rows():
     text = narrative.optimum_text(better, None)
     assert "palette" not in text and "in 2 cases" in text
     assert "error fell in 1 (by up to 50%) and did not change in 1." in text
+    zero = narrative.optimum_text([{"name": "a"} | photo_row(4, 2.0, 2.1, 1.9, 0.0, 0.01)], 2)
+    assert "error rose in 1." in zero and "in 1 of 1 case;" in zero  # no ratio from 0
     one = narrative.optimum_text([{"name": "a"} | photo_row(4, 2.0, 2.1, 1.9, 0.02, 0.03),
                                   {"name": "b"} | photo_row(8, 2.0, 2.0, 1.9, 0.02, 0.02)], 2)
     assert "in 1 case," in one and "in 2 fits at K = 4 and 8" in one

@@ -338,12 +338,11 @@ def speed_text(entry: dict) -> str:
     fewer = ratios("sklearn_rows", "ours_rows")
     per_row = ratios("sklearn_us_per_row", "ours_us_per_row")
     per_iter = ratios("sklearn_ms_per_iter", "ours_ms_per_iter")
-    text = ""
+    # not "(a)" first: Markdown would read a paragraph that opens so as a list
+    text = "The gain in two parts. " if fewer or per_row else ""
     if fewer:
-        # not "(a)" first: Markdown would read a paragraph that opens so as a list
-        text += (f"The gain in two parts. (a) Rows: scikit-learn fits every pixel, ours the "
-                 f"distinct colours weighted by their counts, {min(fewer):.1f} times fewer "
-                 f"rows. ")
+        text += (f"(a) Rows: scikit-learn fits every pixel, ours the distinct colours "
+                 f"weighted by their counts, {min(fewer):.1f} times fewer rows. ")
     if per_row:
         text += (f"(b) Per row, scikit-learn takes {min(per_row):.1f} to {max(per_row):.1f} "
                  f"times our kernel's time. ")
@@ -377,29 +376,34 @@ def optimum_text(photos: list[dict], moves: int | None) -> str:
     with_moves = sum(p["ours_ll_per_pixel_split_merge"] >= p["sklearn_ll_per_pixel_in_ours"]
                      for p in photos)
     setting = f" (`SPLIT_MERGE={moves}`)" if moves else ""
+    cases = lambda m: f"{m} case" + ("" if m == 1 else "s")  # noqa: E731
     text = (f"The benchmark also fits {len(names)} photographs that Python packages ship "
             f"({', '.join(names)}) {where}. With `make report`'s settings our "
             f"log-likelihood per pixel is at or above scikit-learn's (its fit scored in this "
-            f"model) in {at_least} of {n} cases; with split-and-merge moves{setting} in "
+            f"model) in {at_least} of {cases(n)}; with split-and-merge moves{setting} in "
             f"{with_moves} of {n}. ")
     lower = [p for p in photos if p["sklearn_error"] < p["ours_error"]]
     if lower:
         below = sum(p["sklearn_ll_per_pixel_in_ours"] < p["ours_ll_per_pixel"] for p in lower)
         text += (f"Scikit-learn's fit has the lower reconstruction error in {len(lower)} of "
-                 f"{n} cases, {below} of them at a lower log-likelihood than ours. ")
+                 f"{cases(n)}, {below} of them at a lower log-likelihood than ours. ")
     moved = [p for p in photos if p["ours_ll_per_pixel_split_merge"] > p["ours_ll_per_pixel"]]
     if not moved:
         return text + "The moves found no better optimum in any case."
     gain = max(p["ours_ll_per_pixel_split_merge"] - p["ours_ll_per_pixel"] for p in moved)
-    change = [p["ours_error_split_merge"] / p["ours_error"] - 1 if p["ours_error"] > 0
-              else 0.0 for p in moved]
-    rose, fell = [c for c in change if c > 0], [c for c in change if c < 0]
-    cases = lambda m: f"{m} case" + ("" if m == 1 else "s")  # noqa: E731
+    rose = [p for p in moved if p["ours_error_split_merge"] > p["ours_error"]]
+    fell = [p for p in moved if p["ours_error_split_merge"] < p["ours_error"]]
+
+    def by_up_to(rows, sign):
+        ratios = [sign * (p["ours_error_split_merge"] / p["ours_error"] - 1) for p in rows
+                  if p["ours_error"] > 0]
+        return f" (by up to {max(ratios):.0%})" if ratios else ""
+
     parts = []
     if rose:
-        parts.append(f"rose in {len(rose)} (by up to {max(rose):.0%})")
+        parts.append(f"rose in {len(rose)}{by_up_to(rose, 1)}")
     if fell:
-        parts.append(f"fell in {len(fell)} (by up to {-min(fell):.0%})")
+        parts.append(f"fell in {len(fell)}{by_up_to(fell, -1)}")
     if len(rose) + len(fell) < len(moved):
         parts.append(f"did not change in {len(moved) - len(rose) - len(fell)}")
     text += (f"The moves raised the log-likelihood in {cases(len(moved))}, by up to "

@@ -407,8 +407,7 @@ def optimum_text(photos: list[dict], moves: int | None) -> str:
     if len(rose) + len(fell) < len(moved):
         parts.append(f"did not change in {len(moved) - len(rose) - len(fell)}")
     text += (f"The moves raised the log-likelihood in {cases(len(moved))}, by up to "
-             f"{gain:.3f} nats per pixel; there the reconstruction error "
-             + ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1] + ". ")
+             f"{gain:.3f} nats per pixel; there the reconstruction error {k_list(parts)}. ")
     if not rose:
         return text.strip()
     return text + ("A better optimum of the likelihood is not necessarily a better palette "

@@ -362,25 +362,46 @@ nav.report-toc ul { margin: 0.3em 0; padding-left: 1.2em; list-style: none; }
 """
 
 
-class _Pandoc:
-    """pandoc to HTML with MathML (path None when pandoc is missing), memoised; the
-    conversions foreseen for a notebook are made ahead on threads (prefetch), as
-    PrefetchedPandoc does for the PDF."""
+class _Conversions:
+    """Conversions memoised by key, the ones foreseen made ahead on a few threads: each
+    pandoc conversion is a process, most of whose time is its start. A conversion not
+    foreseen is made when asked for, so the output never depends on the foresight."""
+
+    THREADS = 4
 
     def __init__(self):
+        self.done: dict[tuple, object] = {}
+
+    def converted(self, key):
+        if key not in self.done:
+            self.done[key] = self._convert(key)
+        return self.done[key]
+
+    def prefetch(self, keys) -> list:
+        """Make the conversions `keys` on the threads; returns their outputs, in order."""
+        missing = [key for key in dict.fromkeys(keys) if key not in self.done]
+        with ThreadPoolExecutor(self.THREADS) as pool:
+            self.done.update(zip(missing, pool.map(self._convert, missing)))
+        return [self.done[key] for key in keys]
+
+    def _convert(self, key):
+        raise NotImplementedError
+
+
+class _Pandoc(_Conversions):
+    """pandoc to HTML with MathML (path None when pandoc is missing)."""
+
+    def __init__(self):
+        super().__init__()
         self.path = shutil.which("pandoc")
-        self.cache: dict[tuple[str, str], tuple[str, list[str]]] = {}
 
     def __call__(self, text: str, source_format: str) -> str:
-        key = (text, source_format)
-        if key not in self.cache:
-            self.cache[key] = self._convert(key)
-        return self.cache[key][0]
+        return self.converted((text, source_format))[0]
 
     @property
     def failed_maths(self) -> list[str]:
         """The TeX pandoc could not convert to MathML, in the order of the conversions."""
-        return [formula for _, failed in self.cache.values() for formula in failed]
+        return [formula for _, failed in self.done.values() for formula in failed]
 
     def _convert(self, key) -> tuple[str, list[str]]:
         text, source_format = key
@@ -394,7 +415,7 @@ class _Pandoc:
         return result.stdout, re.findall(r"Could not convert TeX math (.*?), rendering as TeX",
                                          result.stderr, flags=re.S)
 
-    def prefetch(self, nb, shown) -> None:
+    def foresee(self, nb, shown) -> None:
         """Convert ahead what HTML_TEMPLATE converts: the Markdown cells, and of each
         output what it shows (shown(data): the MIME types it picks, in nbconvert's order
         of preference): Markdown, LaTeX, or a figure's caption."""
@@ -411,9 +432,7 @@ class _Pandoc:
                     keys.append((data[mime], "latex"))
                 elif mime == "image/png" and caption:
                     keys.append((caption, MARKDOWN_FORMAT))
-        missing = [key for key in dict.fromkeys(keys) if key not in self.cache]
-        with ThreadPoolExecutor(PrefetchedPandoc.THREADS) as pool:
-            self.cache.update(zip(missing, pool.map(self._convert, missing)))
+        self.prefetch(keys)
 
 
 class OfflineHTMLExporter(HTMLExporter):
@@ -461,7 +480,7 @@ def to_html(nb) -> bytes:
     nb = copy.deepcopy(nb)
     nb.metadata.title = nb.metadata.title_text
     if exporter.pandoc.path:
-        exporter.pandoc.prefetch(nb, exporter.environment.filters["filter_data_type"])
+        exporter.pandoc.foresee(nb, exporter.environment.filters["filter_data_type"])
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     if not exporter.pandoc.path:
         print("render: pandoc is not installed: the HTML's maths shows as TeX source "
@@ -704,36 +723,18 @@ class ReportPDFExporter(PDFExporter):
         return False
 
 
-class PrefetchedPandoc:
+class PrefetchedPandoc(_Conversions):
     """nbconvert's convert_pandoc filter, memoised, with the conversions foreseen for a
-    notebook made ahead on a few threads. Each conversion is a pandoc process, most of
-    whose time is its start: the report's ~70, one after another as the template asks
-    for them, took 1.5 to 2.5 s. A conversion not foreseen is made when the template
-    asks, so the output never depends on the foresight."""
-
-    THREADS = 4
-
-    def __init__(self):
-        self.done: dict[tuple, str] = {}
+    notebook made ahead (_prefetch_markdown): the report's ~70, one after another as
+    the template asks for them, took 1.5 to 2.5 s. Keys: (source, from, to, extra args)."""
 
     def __call__(self, source, from_format, to_format, extra_args=None):
-        key = (source, from_format, to_format, tuple(extra_args or ()))
-        if key not in self.done:
-            self.done[key] = self._convert(key)
-        return self.done[key]
+        return self.converted((source, from_format, to_format, tuple(extra_args or ())))
 
     @staticmethod
     def _convert(key) -> str:
         source, from_format, to_format, extra_args = key
         return convert_pandoc(source, from_format, to_format, extra_args=list(extra_args))
-
-    def prefetch(self, keys) -> list[str]:
-        """Make the conversions `keys` ((source, from, to, extra args) tuples) on the
-        threads; returns their outputs, in order."""
-        missing = [key for key in dict.fromkeys(keys) if key not in self.done]
-        with ThreadPoolExecutor(self.THREADS) as pool:
-            self.done.update(zip(missing, pool.map(self._convert, missing)))
-        return [self.done[key] for key in keys]
 
 
 def _prefetch_markdown(pandoc: PrefetchedPandoc, nb) -> None:

@@ -245,7 +245,7 @@ def test_speed_text_splits_rows_and_kernel():
     assert narrative.speed_text({"rows": [{"k": 2}]}) == ""
     only_per_row = narrative.speed_text({"rows": [{"k": 2, "ours_us_per_row": 0.1,
                                                     "sklearn_us_per_row": 1.8}]})
-    assert only_per_row.startswith("The gain in two parts. (b) Per row")
+    assert only_per_row.startswith("On this image: (b) Per row")
 
 
 def photo_row(k, ll, ll_moves, ll_sklearn, err, err_moves, err_sklearn=0.01):

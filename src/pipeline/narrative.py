@@ -339,7 +339,7 @@ def speed_text(entry: dict) -> str:
     per_row = ratios("sklearn_us_per_row", "ours_us_per_row")
     per_iter = ratios("sklearn_ms_per_iter", "ours_ms_per_iter")
     # not "(a)" first: Markdown would read a paragraph that opens so as a list
-    text = "The gain in two parts. " if fewer or per_row else ""
+    text = "On this image: " if fewer or per_row else ""
     if fewer:
         text += (f"(a) Rows: scikit-learn fits every pixel, ours the distinct colours "
                  f"weighted by their counts, {min(fewer):.1f} times fewer rows. ")

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 __all__ = [
-    "ConvergenceWarning", "Mixture", "FitResult", "QUANTISATION_VARIANCE",
+    "ConvergenceWarning", "Cancelled", "Mixture", "FitResult", "QUANTISATION_VARIANCE",
     "fit", "e_step", "m_step", "nearest_centre", "init_kmeans_plus_plus", "init_random",
     "log_likelihood", "score_samples", "responsibilities", "predict", "reconstruct",
     "bic", "n_parameters",
@@ -75,6 +75,15 @@ def _block_rows(k: int, d: int) -> int:
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at max_iter before the log-likelihood gain fell below tol."""
+
+
+class Cancelled(Exception):
+    """fit's `cancel` callback asked it to stop; no result is returned."""
+
+
+def _check_cancel(cancel) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("the fit was cancelled")
 
 
 @dataclass(frozen=True)
@@ -655,7 +664,7 @@ def init_random(X, sample_weight, k: int, rng: np.random.Generator) -> Mixture:
 def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: float = 1e-5,
         max_iter: int = 1000, seed: int = 0, var_floor: float = QUANTISATION_VARIANCE,
         block_rows: int | None = None, accelerate: bool = True,
-        split_merge: int = 0) -> FitResult:
+        split_merge: int = 0, cancel=None) -> FitResult:
     """Fit a mixture of k isotropic Gaussians to X by EM.
 
     X: (N, D) samples (float32 input keeps a float32 E-step, sums in float64);
@@ -671,10 +680,12 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     accelerate: SQUAREM extrapolation between EM steps (False: plain EM; both stop
     at the same fixed point); split_merge: after the restarts, search around the best
     fit by split-and-merge moves: each round tries a batch of disjoint moves predicted
-    to gain, then this many of the best-ranked moves one at a time (0: none; _refine).
+    to gain, then this many of the best-ranked moves one at a time (0: none; _refine);
+    cancel: None or a callable polled before every EM iteration and every start tried;
+    when it returns True, fit raises Cancelled (an interactive caller's newer request).
     """
     X, w, k, dtype = _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor,
-                               seed, block_rows, accelerate, split_merge)
+                               seed, block_rows, accelerate, split_merge, cancel)
     if not w.all():
         # A weight-0 sample adds nothing, but it may be the worst-explained one: a
         # component re-seeded there would die and be re-seeded there forever.
@@ -693,18 +704,19 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
 
     best, finals = None, []
     for _ in range(n_init):
+        _check_cancel(cancel)
         if not explicit:
             start = (_init_kmeans_plus_plus(blocks, k, rng, var_floor)
                      if init == "kmeans++" else init_random(X64, w, k, rng))
         result = _run_em(blocks, start, total_weight, tol, max_iter, var_floor,
-                         bool(accelerate))
+                         bool(accelerate), cancel)
         finals.append(result.log_likelihood)
         if best is None or result.log_likelihood > best.log_likelihood:
             best = result
     best = replace(best, restarts=np.array(finals))
     if split_merge and k >= 3:
         best = _refine(blocks, best, total_weight, tol, max_iter, var_floor,
-                       bool(accelerate), split_merge)
+                       bool(accelerate), split_merge, cancel)
     if not best.converged:
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} iterations (last gain per "
@@ -714,7 +726,7 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
 
 
 def _run_em(blocks: _Blocks, mixture: Mixture, total_weight: float, tol: float,
-            max_iter: int, var_floor: float, accelerate: bool) -> FitResult:
+            max_iter: int, var_floor: float, accelerate: bool, cancel=None) -> FitResult:
     """EM from one start until an EM step gains less than tol per unit weight.
 
     An iteration is one E-step (which also scores its parameters) after an M-step.
@@ -729,6 +741,7 @@ def _run_em(blocks: _Blocks, mixture: Mixture, total_weight: float, tol: float,
     jump = 0.0  # gain of an extrapolation just accepted
     n_iter = 0
     while n_iter < max_iter:
+        _check_cancel(cancel)
         n_iter += 1
         step, dead = _mixture_from_statistics(stats, total_weight, var_floor, blocks.shift)
         if dead.any():
@@ -951,7 +964,8 @@ _BATCH_SHARE = 4
 
 
 def _refine(blocks: _Blocks, best: FitResult, total_weight: float, tol: float,
-            max_iter: int, var_floor: float, accelerate: bool, tries: int) -> FitResult:
+            max_iter: int, var_floor: float, accelerate: bool, tries: int,
+            cancel=None) -> FitResult:
     """Split-and-merge search from a converged fit (after Ueda et al., 2000). EM seldom
     leaves a basin in which one component covers two clusters while two others share
     one. The moves (split one component, merge a pair of others) are ranked by their
@@ -968,8 +982,9 @@ def _refine(blocks: _Blocks, best: FitResult, total_weight: float, tol: float,
         batch = _batch(ranked, pairs, best.k // _BATCH_SHARE)
         starts = ([batch] if len(batch) > 1 else []) + list(ranked[:tries, None])
         for chosen in starts:
+            _check_cancel(cancel)
             trial = _run_em(blocks, _moved(best, chosen, pairs, halves), total_weight, tol,
-                            max_iter, var_floor, accelerate)
+                            max_iter, var_floor, accelerate, cancel)
             trials += 1
             if trial.log_likelihood > best.log_likelihood + _MOVE_GAIN * total_weight:
                 moves.append(len(history))  # its first iteration, as for reseeds
@@ -1105,7 +1120,7 @@ def _is_integer(value) -> bool:
 
 
 def _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor, seed, block_rows,
-              accelerate, split_merge):
+              accelerate, split_merge, cancel):
     X = _validate_samples(X, "X")
     if not _is_integer(k):
         raise ValueError(f"k must be an integer, got {k!r}")
@@ -1129,6 +1144,8 @@ def _validate(X, k, sample_weight, tol, max_iter, n_init, var_floor, seed, block
         raise ValueError(f"var_floor must be a positive number, got {var_floor!r}")
     if not isinstance(accelerate, (bool, np.bool_)):
         raise ValueError(f"accelerate must be True or False, got {accelerate!r}")
+    if cancel is not None and not callable(cancel):
+        raise ValueError(f"cancel must be None or a callable, got {cancel!r}")
     if not _is_integer(split_merge) or split_merge < 0:
         raise ValueError(f"split_merge must be an integer >= 0, got {split_merge!r}")
     return X, w, int(k), X.dtype.type

@@ -1255,3 +1255,28 @@ def test_fit_starts_from_init_kmeans_plus_plus_with_the_same_draws(k):
     assert first.history[0] == pytest.approx(em.log_likelihood(start, X, w), rel=1e-12)
     step = quiet_fit(X, k, sample_weight=w, init=start, max_iter=1, accelerate=False)
     np.testing.assert_array_equal(first.means, step.means)
+
+
+def test_cancel_stops_the_fit_between_iterations():
+    """cancel is polled before every iteration: a callback that turns True after n polls
+    stops the fit with Cancelled, and one that never does changes nothing."""
+    X, _ = separated(2000)
+    polls = []
+
+    def after(n):
+        def cancel():
+            polls.append(1)
+            return len(polls) > n
+        return cancel
+
+    with pytest.raises(em.Cancelled):
+        em.fit(X, 3, n_init=2, seed=0, cancel=after(2))
+    assert len(polls) == 3
+    plain = em.fit(X, 3, n_init=2, seed=0)
+    polls.clear()
+    kept = em.fit(X, 3, n_init=2, seed=0, cancel=after(10 ** 9))
+    assert len(polls) >= plain.n_iter
+    np.testing.assert_array_equal(kept.means, plain.means)
+    assert kept.history.tolist() == plain.history.tolist()
+    with pytest.raises(ValueError, match="cancel"):
+        em.fit(X, 3, cancel=True)

@@ -70,7 +70,7 @@ define write_if_changed
 @cmp -s $@.new $@ && rm $@.new || mv $@.new $@
 endef
 
-.PHONY: help report experiments study seeds test bench bench-quick lab clean distclean FORCE
+.PHONY: help report experiments study seeds test test-quick bench bench-quick lab clean distclean FORCE
 
 help: ## List the targets and parameters
 	@echo "make <target> [IMAGE=path] [KS=\"$(call default,KS)\"] [SEED=$(call default,SEED)] [N_INIT=$(call default,N_INIT)]"
@@ -198,6 +198,9 @@ seeds: $(ENV) | check-params ## Every K with 5 seeds + the study's random start 
 # ---- Checks
 test: $(DEV) ## Run the test suite
 	$(PY) -m pytest
+
+test-quick: $(DEV) ## The tests not marked slow (no make, papermill or rendering)
+	$(PY) -m pytest -m "not slow"
 
 bench: $(DEV) ## Benchmark the kernel against scikit-learn (tables + report/data/bench.json)
 	$(PY) benchmarks/bench_em.py

@@ -44,7 +44,7 @@ STEM  := $(shell $(PYTHON) src/pipeline/paths.py stem '$(IMAGE)')
 OUT   := output/$(STEM)
 RUNS  := $(foreach k,$(KS),$(OUT)/k-$(k)/experiment.ipynb)
 # What each step's results depend on (besides its notebook and parameters).
-CODE  := src/em.py src/pipeline/__init__.py src/pipeline/defaults.py src/pipeline/paths.py src/pipeline/atomic.py src/pipeline/images.py \
+CODE  := $(wildcard src/em/*.py) src/pipeline/__init__.py src/pipeline/defaults.py src/pipeline/paths.py src/pipeline/atomic.py src/pipeline/images.py \
          src/pipeline/experiment.py src/pipeline/params.py src/pipeline/run_notebook.py src/pipeline/baselines.py src/pipeline/learned.py
 # Every slow step runs through pipeline.steps, which logs its time for the summary that
 # `make report` prints at the end (the steps that started after START).

@@ -34,7 +34,7 @@ reconstruction error of each fit (ours without and with the moves, sklearn's wit
 own labels).
 
 JSON schema (report/data/bench.json): {"quick", "machine": pipeline.machine.describe(),
-"kernel": {commit, em_py_modified}, "settings": {...}, "images": {stem: {name, pixels,
+"kernel": {commit, em_modified}, "settings": {...}, "images": {stem: {name, pixels,
 distinct_colours, rows: [{k, ours_ms_per_iter, sklearn_ms_per_iter, ours_us_per_row,
 sklearn_us_per_row, ours_rows, sklearn_rows, ours_iterations, ours_iterations_plain,
 ours_seconds, ours_seconds_plain, sklearn_seconds, sklearn_iterations,
@@ -288,7 +288,7 @@ def kernel_version() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
     return {"commit": git("rev-parse", "HEAD") or None,
-            "em_py_modified": bool(git("status", "--porcelain", "--", "src/em.py"))}
+            "em_modified": bool(git("status", "--porcelain", "--", "src/em"))}
 
 
 def main(argv=None) -> int:

@@ -102,8 +102,8 @@ def assert_identical(a, b):
 def test_the_setting_exercises_many_blocks_and_one():
     X, w = colours_and_counts()
     assert len(X) > 20 * MANY  # distinct colours: enough for many blocks
-    assert len(em._Blocks(X, w, K, np.float64, block_rows=MANY).slices) > 20
-    assert len(em._Blocks(X, w, K, np.float64, block_rows=ONE).slices) == 1
+    assert len(em.blocked.Blocks(X, w, K, np.float64, block_rows=MANY).slices) > 20
+    assert len(em.blocked.Blocks(X, w, K, np.float64, block_rows=ONE).slices) == 1
     assert np.all(start().weights > 0)
 
 
@@ -132,7 +132,7 @@ def test_repeated_runs_are_bit_identical(block_rows):
 def test_bit_identical_whatever_the_number_of_threads(monkeypatch, threads):
     reference = run(MANY, accelerate=True)
     pool = ThreadPoolExecutor(max_workers=threads)
-    monkeypatch.setattr(em, "_POOL", pool)
+    monkeypatch.setattr(em.blocked, "_POOL", pool)
     try:
         assert_identical(run(MANY, accelerate=True), reference)
     finally:

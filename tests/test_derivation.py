@@ -1,6 +1,6 @@
 """notebooks/derivation.ipynb: runs on a small sample, keeps its sections and checks.
 
-The notebook asserts every formula it derives against src/em.py, so a run that
+The notebook asserts every formula it derives against the kernel em, so a run that
 completes is the test; papermill raises PapermillExecutionError on a failed assert.
 """
 

@@ -268,7 +268,7 @@ def test_make_reruns_a_k_only_when_its_inputs_change(project_copy, small_image):
     new_seed = _make(cwd, venv, *args, "SEED=1")  # a parameter changed: both K rerun
     assert new_seed.count("pipeline.run_notebook") == 2
 
-    os.utime(cwd / "src" / "em.py")  # the kernel changed
+    os.utime(cwd / "src" / "em" / "core.py")  # the kernel changed
     assert _make(cwd, venv, *args, "SEED=1").count("pipeline.run_notebook") == 2
 
 

@@ -1,7 +1,7 @@
 """Images in and out: load any image as 8-bit RGB, find its distinct colours, and
 write PNG results atomically.
 
-The EM kernel (src/em.py) sees only an (N, 3) array of colours with weights; this
+The EM kernel (src/em/) sees only an (N, 3) array of colours with weights; this
 module is the bridge between files and that array.
 """
 

@@ -4,13 +4,12 @@ The model (derivation, section 1), for samples x in R^D with one variance per co
 
     p(x) = sum_k pi_k N(x | mu_k, sigma_k^2 I).
 
-EM alternates two steps. The E-step (section 3) gives each sample its responsibilities
-r_nk = p(z_n = k | x_n) by Bayes' rule, in the log domain; the M-step (section 4) sets the
-parameters to the closed-form maximisers of Q from the sufficient statistics
-sum_n w_n r_nk [x_n, ||x_n||^2, 1]. Samples carry weights w_n (section 6): distinct
-colours weighted by their pixel counts give exactly the fit on all pixels. A variance
-floor (section 7) keeps the likelihood bounded. `Dense` runs the two steps on all rows at
-once; the fast engine (em.blocked, fit's default) calls the same functions on blocks.
+The E-step (section 3) gives each sample its responsibilities r_nk = p(z_n = k | x_n) by
+Bayes' rule in the log domain; the M-step (section 4) maximises Q in closed form from the
+sufficient statistics sum_n w_n r_nk [x_n, ||x_n||^2, 1]. Samples carry weights (section
+6: distinct colours weighted by their pixel counts give exactly the fit on all pixels); a
+variance floor (section 7) keeps the likelihood bounded. `Dense` runs the steps on all
+rows at once; the fast engine (em.blocked, fit's default) runs them on blocks of rows.
 """
 
 from __future__ import annotations
@@ -23,11 +22,10 @@ import numpy as np
 from em import validation
 
 LOG_2PI = math.log(2.0 * math.pi)
-# 8-bit colours scaled to [0, 1] are multiples of h = 1/255: rounding adds a uniform error
-# of variance h^2 / 12 to every channel, so no component can honestly claim less.
+# 8-bit colours in [0, 1] are rounded to multiples of h = 1/255, a uniform error of
+# variance h^2 / 12 in every channel: no component can honestly claim less (section 7).
 QUANTISATION_VARIANCE = (1.0 / 255.0) ** 2 / 12.0
-# A component whose responsibilities sum to less than this share of the total weight has
-# lost its weight: it is re-seeded.
+# A component whose responsibilities sum to less than this share of the weight is re-seeded.
 DEAD_FRACTION = 1e-12
 # Largest rounding, in nats, allowed to the expanded square of a log-joint (LogJoint).
 EXACT = 1e-8
@@ -42,6 +40,7 @@ class Cancelled(Exception):
 
 
 def check_cancel(cancel) -> None:
+    """Raise Cancelled when the callback (or None) says so."""
     if cancel is not None and cancel():
         raise Cancelled("the fit was cancelled")
 
@@ -107,8 +106,9 @@ def augment(Y: np.ndarray) -> np.ndarray:
 class LogJoint:
     """L_nk = log pi_k + log N(x_n | mu_k, s_k I) as a map of augmented samples [y, ||y||^2,
     1] (y = x - centre): coef (D+2, K), offset, and per component the mean m_k = mu_k -
-    centre, s_k, peak_k = log pi_k - D/2 log(2 pi s_k), and `exact` (K,): the expansion
-    might lose more than EXACT nats, so log_joint uses differences."""
+    centre, s_k, peak_k = log pi_k - D/2 log(2 pi s_k), `exact` (K,): the expansion might
+    lose more than EXACT nats, so log_joint uses differences, and statistics measures
+    from `ref` (K, D): m_k for those, 0 for the others (None when there are none)."""
 
     coef: np.ndarray
     offset: float
@@ -116,11 +116,7 @@ class LogJoint:
     variances: np.ndarray
     peak: np.ndarray
     exact: np.ndarray
-
-    @property
-    def ref(self) -> np.ndarray | None:
-        """Where statistics() measures each component's moments from (K, D), or None."""
-        return np.where(self.exact[:, None], self.means, 0.0) if self.exact.any() else None
+    ref: np.ndarray | None  # where statistics() measures moments from (K, D), or None
 
 
 def log_joint_model(mixture: Mixture, centre, radius: float, dtype=np.float64) -> LogJoint:
@@ -139,18 +135,18 @@ def log_joint_model(mixture: Mixture, centre, radius: float, dtype=np.float64) -
     coef[d] = -0.5 / var
     coef[d + 1] = peak - offset - 0.5 * (means * means).sum(axis=1) / var
     rounding = (d + 2) * 2.0 ** -53 * (radius + np.sqrt((means * means).sum(axis=1))) ** 2
-    return LogJoint(coef.astype(dtype, copy=False), offset, means, var, peak,
-                    rounding > EXACT * 2.0 * var)
+    exact = rounding > EXACT * 2.0 * var
+    return LogJoint(coef.astype(dtype, copy=False), offset, means, var, peak, exact,
+                    np.where(exact[:, None], means, 0.0) if exact.any() else None)
 
 
-def log_joint(xa: np.ndarray, model: LogJoint, columns=None) -> np.ndarray:
+def log_joint(xa: np.ndarray, model: LogJoint, columns=slice(None)) -> np.ndarray:
     """L_nk - offset for augmented samples xa (N, D+2) and the components `columns` (all
     by default): (N, C) in xa's precision; the components marked exact from differences."""
-    columns = np.arange(model.coef.shape[1]) if columns is None else columns
     A = xa @ model.coef[:, columns]
-    exact = np.flatnonzero(model.exact[columns])
+    exact = np.flatnonzero(model.exact[columns]) if model.ref is not None else ()
     if len(exact):
-        j = columns[exact]
+        j = np.arange(len(model.peak))[columns][exact]
         diff = xa[:, None, :-2].astype(np.float64) - model.means[j]
         A[:, exact] = (model.peak[j] - model.offset
                        - 0.5 * (diff * diff).sum(axis=2) / model.variances[j])
@@ -175,24 +171,24 @@ def normalise(A: np.ndarray, offset: float, row_max: bool = True, floor=None):
     row_sum = np.einsum("ij->i", A, dtype=np.float64)  # every sum in float64
     log_norm = np.log(row_sum)
     log_norm += offset
-    log_norm += shift
+    if row_max:
+        log_norm += shift
     return A, row_sum, log_norm
 
 
 # ------------------------------------------------------------------- M-step (section 4)
 
 def statistics(xa: np.ndarray, w: np.ndarray, p: np.ndarray, row_sum: np.ndarray,
-               model: LogJoint | None = None, columns=None) -> np.ndarray:
+               model: LogJoint | None = None, columns=slice(None)) -> np.ndarray:
     """sum_n w_n r_nk [y_n, ||y_n||^2, 1] for r = p / row_sum: (C, D+2) float64 (xa in
-    float64). For components the model marks exact the first D+1 columns are taken about
-    their current mean, [y_n - m_k, ||y_n - m_k||^2], from differences (refs)."""
+    float64); for components the model marks exact, [y_n - m_k, ||y_n - m_k||^2, 1]."""
     q = w / row_sum  # folded into the (N, D+2) samples, not the (N, C) responsibilities
     stats = p.T.astype(np.float64, copy=False) @ (xa * q[:, None])
-    if model is not None:
-        columns = np.arange(model.coef.shape[1]) if columns is None else columns
+    if model is not None and model.ref is not None:
+        means = model.means[columns]
         for c in np.flatnonzero(model.exact[columns]):
             wr = p[:, c] * q
-            diff = xa[:, :-2] - model.means[columns[c]]
+            diff = xa[:, :-2] - means[c]
             stats[c, :-1] = np.append(wr @ diff, wr @ (diff * diff).sum(axis=1))
     return stats
 
@@ -200,9 +196,9 @@ def statistics(xa: np.ndarray, w: np.ndarray, p: np.ndarray, row_sum: np.ndarray
 def mixture_from_statistics(stats: np.ndarray, total_weight: float, var_floor: float,
                             centre, ref=None) -> tuple[Mixture, np.ndarray]:
     """The closed-form M-step: N_k = sum w r, pi_k = N_k / sum w, mu_k = sum w r x / N_k,
-    sigma_k^2 = sum w r ||x - mu_k||^2 / (D N_k) = (E_k||y||^2 - ||E_k y||^2) / D, floored.
-    stats (K, D+2) measured from centre (+ ref, see statistics). -> the mixture, and a
-    (K,) mask of components whose weight vanished (their parameters are placeholders)."""
+    sigma_k^2 = sum w r ||x - mu_k||^2 / (D N_k) = (E_k||y||^2 - ||E_k y||^2) / D, floored;
+    stats (K, D+2) measured from centre + ref. -> the mixture, and a (K,) mask of the
+    components whose weight vanished (their parameters are placeholders)."""
     d = stats.shape[1] - 2
     nk = stats[:, d + 1]
     dead = nk <= DEAD_FRACTION * total_weight
@@ -245,9 +241,9 @@ class Scored:
 
 
 class Dense:
-    """The E-step on all rows at once: (N, K) arrays, the textbook path (fit(fast=False)).
-    Samples are centred on their weighted mean, which keeps the expansion's rounding small.
-    dtype: the log-joint product's precision (float32 input keeps float32)."""
+    """The E-step on all rows at once, (N, K) arrays: the textbook path (fit(fast=False)).
+    Samples are centred on their weighted mean (small |y|: little rounding); dtype: the
+    log-joint product's (float32 input keeps float32)."""
 
     def __init__(self, X: np.ndarray, w: np.ndarray, dtype=np.float64):
         X = np.asarray(X, dtype=np.float64)
@@ -327,8 +323,7 @@ _CHUNK = 1 << 20  # entries of the (rows, K) arrays a query holds at once
 
 
 def _chunks(mixture: Mixture, X):
-    """X checked and prepared for the E-step of `mixture`: (model, augmented rows) per
-    chunk of rows, centred on the mixture's mean."""
+    """X checked, centred on the mixture's mean: (model, augmented rows) per chunk."""
     X = validation.samples(X, "X", mixture.d).astype(np.float64, copy=False)
     centre = mixture.weights @ mixture.means
     radius = math.sqrt(((X - centre) ** 2).sum(axis=1).max())
@@ -338,12 +333,18 @@ def _chunks(mixture: Mixture, X):
         yield model, augment(X[start:start + rows] - centre)
 
 
+def _e_steps(mixture: Mixture, X):
+    """The E-step (Dense's) per chunk of rows: (resp, log p(x_n))."""
+    for model, xa in _chunks(mixture, X):
+        p, row_sum, log_norm = normalise(log_joint(xa, model), model.offset)
+        yield p / row_sum[:, None], log_norm
+
+
 def e_step(X, mixture: Mixture) -> tuple[np.ndarray, np.ndarray]:
     """Responsibilities and log p(x_n), by the functions every fit runs:
     X (N, D) -> resp (N, K), rows summing to 1, and log_norm (N,)."""
-    parts = [normalise(log_joint(xa, model), model.offset) for model, xa in _chunks(mixture, X)]
-    return (np.concatenate([p / row_sum[:, None] for p, row_sum, _ in parts]),
-            np.concatenate([log_norm for _, _, log_norm in parts]))
+    resp, log_norm = zip(*_e_steps(mixture, X))
+    return np.concatenate(resp), np.concatenate(log_norm)
 
 
 def m_step(X, resp, sample_weight=None, var_floor: float = QUANTISATION_VARIANCE) -> Mixture:
@@ -361,7 +362,7 @@ def m_step(X, resp, sample_weight=None, var_floor: float = QUANTISATION_VARIANCE
 
 def score_samples(mixture: Mixture, X) -> np.ndarray:
     """log p(x_n) for each sample: (N, D) -> (N,)."""
-    return e_step(X, mixture)[1]
+    return np.concatenate([log_norm for _, log_norm in _e_steps(mixture, X)])
 
 
 def log_likelihood(mixture: Mixture, X, sample_weight=None) -> float:

@@ -148,7 +148,7 @@ TEX_PACKAGES := $(file < tex-packages.txt)
 APT_GET      := DEBIAN_FRONTEND=noninteractive apt-get
 ROOT_WITH_APT = [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
 define ensure_tex
-@if ! command -v xelatex >/dev/null || ! command -v pandoc >/dev/null; then \
+@if ! command -v xelatex >/dev/null || ! command -v latexmk >/dev/null || ! command -v pandoc >/dev/null; then \
 	  if $(ROOT_WITH_APT); then \
 	    echo "Installing XeLaTeX and pandoc for the PDF (about 80 s): $(TEX_PACKAGES)"; \
 	    $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $(TEX_PACKAGES); \
@@ -165,7 +165,8 @@ endef
 tex: ## Install XeLaTeX and pandoc for the PDF (Debian/Ubuntu as root, about 80 s)
 	$(ensure_tex)
 
-$(STAGE)/report.html: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV)
+RENDER_CODE := src/pipeline/render.py $(wildcard src/pipeline/templates/*/*)
+$(STAGE)/report.html: $(OUT)/report.ipynb output/derivation.ipynb $(RENDER_CODE) $(ENV)
 	@command -v pandoc >/dev/null || ! $(ROOT_WITH_APT) || \
 	  { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends pandoc; } || \
 	  echo "pandoc could not be installed: the HTML's maths will show as TeX source" >&2
@@ -173,8 +174,8 @@ $(STAGE)/report.html: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/r
 
 # With XeLaTeX and pandoc present the HTML and the PDF render side by side; without them
 # the PDF waits for the HTML (which is then made first, and apt-get runs once at a time).
-TEX_MISSING := $(shell command -v xelatex >/dev/null && command -v pandoc >/dev/null || echo 1)
-$(STAGE)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb src/pipeline/render.py $(ENV) \
+TEX_MISSING := $(shell command -v xelatex >/dev/null && command -v latexmk >/dev/null && command -v pandoc >/dev/null || echo 1)
+$(STAGE)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb $(RENDER_CODE) $(ENV) \
                      $(if $(TEX_MISSING),| $(STAGE)/report.html)
 	$(ensure_tex)
 	$(STEP) $(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@

@@ -1,5 +1,5 @@
-"""Fixtures shared by the pipeline's tests: a small image, and a copy of the project
-that make can run in."""
+"""Fixtures shared by the pipeline's tests: a small image, the derivation notebook run
+once, and a copy of the project that make can run in."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline import images, paths
+from pipeline.run_notebook import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +23,18 @@ def small_image(tmp_path_factory) -> Path:
     rgb = images.load_rgb(paths.default_image())
     Image.fromarray(rgb).resize((64, 75), Image.Resampling.BILINEAR).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def executed_derivation(tmp_path_factory) -> Path:
+    """notebooks/derivation.ipynb run once by papermill, on at most 3000 pixels, from a
+    folder outside the project (it finds its code and image by import, not by path);
+    its asserts check every formula, so a run that completes is a check."""
+    folder = tmp_path_factory.mktemp("derivation")
+    out = folder / "derivation.ipynb"
+    run(ROOT / "notebooks" / "derivation.ipynb", out, {"max_pixels": 3000}, cwd=str(folder),
+        progress_bar=False)
+    return out
 
 
 @pytest.fixture()

@@ -65,9 +65,9 @@ def slider_html(frames: list[tuple[int, bytes, dict]], image_name: str, start: i
 
 
 def show(frames, image_name: str, start: int = 0) -> None:
-    """Display the slider in a notebook, marked for the HTML only (the PDF shows the
+    """Display the slider in a notebook, tagged for the HTML only (the PDF shows the
     palettes figure instead)."""
     from IPython.display import display
 
     display({"text/html": slider_html(frames, image_name, start)}, raw=True,
-            metadata={"em_report": {"html_only": True}})
+            metadata={"tags": ["html-only"]})

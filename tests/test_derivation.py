@@ -1,14 +1,14 @@
-"""notebooks/derivation.ipynb: runs on a small sample, keeps its sections and checks.
+"""notebooks/derivation.ipynb: its sections, each checked by asserts, and its committed form.
 
 The notebook asserts every formula it derives against the kernel em, so a run that
-completes is the test; papermill raises PapermillExecutionError on a failed assert.
+completes is the test (tests/conftest.py runs it once, from outside the project);
+papermill raises PapermillExecutionError on a failed assert.
 """
 
 import re
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,18 +36,10 @@ def _headings(cell):
     return HEADING.findall(cell.source) if cell.cell_type == "markdown" else []
 
 
-@pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    """The notebook run by papermill from notebooks/, on at most 3000 pixels."""
-    out = tmp_path_factory.mktemp("derivation") / "derivation.ipynb"
-    papermill.execute_notebook(
-        str(NOTEBOOK), str(out), parameters=dict(max_pixels=3000),
-        cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
-    return nbformat.read(out, as_version=4)
-
-
-def test_runs_and_every_section_is_checked(executed):
+@pytest.mark.slow
+def test_runs_and_every_section_is_checked(executed_derivation):
     """Completes, has the twelve numbered sections in order, each with an assert cell."""
+    executed = nbformat.read(executed_derivation, as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code"
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
@@ -69,21 +61,6 @@ def test_runs_and_every_section_is_checked(executed):
         asserting = [c for c in executed.cells[first + 1:end] if c.cell_type == "code"
                      and re.search(r"^\s*assert\b", c.source, re.MULTILINE)]
         assert asserting, f"no code cell with an assert after {section!r}"
-
-
-def test_runs_from_the_project_root(tmp_path):
-    """The notebook runs from the project root as well as from notebooks/ (imports, not paths)."""
-    out = tmp_path / "derivation.ipynb"
-    papermill.execute_notebook(
-        str(NOTEBOOK), str(out), parameters=dict(max_pixels=1000, seed=1),
-        cwd=str(ROOT), kernel_name="python3", progress_bar=False)
-
-
-def test_parameters_injected(executed):
-    tags = [c.metadata.get("tags", []) for c in executed.cells]
-    assert any("parameters" in t for t in tags)
-    injected = [c for c, t in zip(executed.cells, tags) if "injected-parameters" in t]
-    assert injected and "max_pixels = 3000" in injected[0].source
 
 
 def test_committed_valid_with_its_parameters():

@@ -146,6 +146,7 @@ def two_runs(small_image, tmp_path_factory):
     return [(base / name, _run_experiment(small_image, base / name)) for name in ("a", "b")]
 
 
+@pytest.mark.slow
 def test_experiment_writes_every_output(two_runs):
     out, _ = two_runs[0]
     for name in ("segmented.png", "indexed.png", "metrics.json", "experiment.ipynb"):
@@ -153,6 +154,7 @@ def test_experiment_writes_every_output(two_runs):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
 
 
+@pytest.mark.slow
 def test_metrics_agree_with_the_files(two_runs, small_image):
     out, m = two_runs[0]
     original = images.load_rgb(small_image).astype(np.float64) / 255
@@ -191,6 +193,7 @@ def test_metrics_agree_with_the_files(two_runs, small_image):
                           segmented)
 
 
+@pytest.mark.slow
 def test_same_parameters_give_identical_results(two_runs):
     (a, ma), (b, mb) = two_runs
     ma.pop("timing"), mb.pop("timing")
@@ -199,12 +202,14 @@ def test_same_parameters_give_identical_results(two_runs):
         assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_a_different_seed_can_differ(small_image, tmp_path, two_runs):
     other = _run_experiment(small_image, tmp_path / "s", k=3, seed=5, init="random")
     assert other["seed"] == 5 and other["init"] == "random"
     assert other["history"] != two_runs[0][1]["history"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, content, message", [
     ("missing.png", None, "does not exist"),
     ("text.png", b"hello", "not an image file"),
@@ -221,6 +226,7 @@ def test_bad_image_stops_the_notebook_with_its_path(tmp_path, name, content, mes
     assert not (tmp_path / "out" / "experiment.ipynb").exists()
 
 
+@pytest.mark.slow
 def test_k_beyond_an_indexed_png_stops_before_fitting(small_image, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as info:
         _run_experiment(small_image, tmp_path / "out", k=300)
@@ -247,6 +253,7 @@ def _make(cwd: Path, venv: Path, *args: str) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image, message", [("my photo.png", "spaces"), ("it's.png", "quote")])
 def test_make_refuses_image_paths_it_cannot_quote(image, message):
     done = subprocess.run(["make", "-n", "experiments", f"IMAGE={image}"], cwd=ROOT,
@@ -254,6 +261,7 @@ def test_make_refuses_image_paths_it_cannot_quote(image, message):
     assert done.returncode != 0 and message in done.stderr and image in done.stderr
 
 
+@pytest.mark.slow
 def test_make_reruns_a_k_only_when_its_inputs_change(project_copy, small_image):
     cwd, venv = project_copy
     args = ("experiments", f"IMAGE={small_image}", "KS=2 3", "N_INIT=1")
@@ -272,6 +280,7 @@ def test_make_reruns_a_k_only_when_its_inputs_change(project_copy, small_image):
     assert _make(cwd, venv, *args, "SEED=1").count("pipeline.run_notebook") == 2
 
 
+@pytest.mark.slow
 def test_the_notebooks_defaults_are_makes():
     """The experiment notebook's parameters cell (what a run in Jupyter uses) holds the
     settings of pipeline.defaults, which the Makefile reads."""

@@ -131,6 +131,7 @@ def test_big_images_are_shown_subsampled_without_a_copy():
     assert images.for_display(small).shape == small.shape
 
 
+@pytest.mark.slow
 def test_make_refuses_each_bad_parameter_and_writes_nothing(project_copy, small_image):
     cwd, venv = project_copy
     ok = _make(cwd, venv, "experiments", f"IMAGE={small_image}", "KS=2", "N_INIT=1")
@@ -151,6 +152,7 @@ def test_make_refuses_each_bad_parameter_and_writes_nothing(project_copy, small_
 
 # ------------------------------------------------------------- killed and dead runs
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_nothing_after_the_next_run(tmp_path):
     slow = _notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
     quick = _notebook(tmp_path / "quick.ipynb", "x = 1")
@@ -181,6 +183,7 @@ def test_a_killed_run_leaves_nothing_after_the_next_run(tmp_path):
     assert not {p for p in after_tmp - before_tmp if f"-{os.getpid()}-" in p.name}
 
 
+@pytest.mark.slow
 def test_a_terminated_run_removes_its_own_temporaries(tmp_path):
     slow = _notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
     process = subprocess.Popen(
@@ -210,6 +213,7 @@ def test_only_dead_processes_temporaries_are_removed(tmp_path):
     assert [p.exists() for p in made] == [False, False, False, True, False]
 
 
+@pytest.mark.slow
 def test_a_dead_kernel_is_one_clear_line_and_a_success_is_quiet(tmp_path):
     dies = _notebook(tmp_path / "dies.ipynb", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     out = tmp_path / "out" / "k-7" / "dies.ipynb"
@@ -228,6 +232,7 @@ def test_a_dead_kernel_is_one_clear_line_and_a_success_is_quiet(tmp_path):
     assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr
 
 
+@pytest.mark.slow
 def test_a_failed_run_keeps_the_previous_results_whole(tmp_path):
     writes = _notebook(tmp_path / "w.ipynb",
                        "from pathlib import Path\nPath(output_dir, 'a.txt').write_text(value)",
@@ -257,6 +262,7 @@ def small_disk(folder: Path):
         subprocess.run(["umount", str(folder)], check=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_leaves_every_k_as_it_was(project_copy, small_image):
     cwd, venv = project_copy
     with small_disk(cwd / "output") as output:
@@ -302,6 +308,7 @@ def _commands(cwd: Path, venv: Path, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_only_the_canonical_run_writes_the_committed_report(project_copy):
     cwd, venv = project_copy
     canonical = _commands(cwd, venv)
@@ -335,6 +342,7 @@ def test_steps_log_successes_and_summarise_them(tmp_path):
 LAB = ROOT / ".venv-lab"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (LAB / ".installed").exists(), reason="make lab has not been set up")
 def test_make_lab_serves_lab_with_the_project_kernel(tmp_path):
     port = 20000 + os.getpid() % 20000

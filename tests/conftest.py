@@ -27,9 +27,10 @@ def small_image(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def executed_derivation(tmp_path_factory) -> Path:
-    """notebooks/derivation.ipynb run once by papermill, on at most 3000 pixels, from a
-    folder outside the project (it finds its code and image by import, not by path);
-    its asserts check every formula, so a run that completes is a check."""
+    """notebooks/derivation.ipynb run by papermill once per test process (per pytest-xdist
+    worker that needs it), on at most 3000 pixels, from a folder outside the project (it
+    finds its code and image by import, not by path); its asserts check every formula,
+    so a run that completes is a check."""
     folder = tmp_path_factory.mktemp("derivation")
     out = folder / "derivation.ipynb"
     run(ROOT / "notebooks" / "derivation.ipynb", out, {"max_pixels": 3000}, cwd=str(folder),

@@ -3,7 +3,7 @@ tolerance, printing each fixed point's log-likelihood per pixel and reconstructi
 
     .venv/bin/python benchmarks/fixed_point.py ../shared/reference/im.jpg 4
 
-The error is printed beside the study's published one (pipeline.study.PUBLISHED) when
+The error is printed beside the study's published one (pipeline.study.published()) when
 K is in its table. Starts of each kind: k-means++ (one restart) and the study's random
 start, seeds 0 to --seeds - 1.
 """
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     colours8, counts, _ = images.distinct_colours(images.load_rgb(paths.image_path(args.image)))
     colours, counts = colours8 / 255.0, counts.astype(float)
-    published = {k: error for k, _, error, _ in study.PUBLISHED}
+    published = {row["k"]: row["error"] for row in study.published()}
     print(f"K = {args.k}, plain EM to tol {args.tol:g} per pixel"
           + (f"; published error {published[args.k]:.6f}" if args.k in published else ""))
     for init in ("kmeans++", "random"):

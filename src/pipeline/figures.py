@@ -19,44 +19,57 @@ from pipeline import atomic, results
 from pipeline.results import Sweep
 
 FONT = 11
+SMALL = 9     # the smallest text: 7-inch figures print at 6.5 inches, so 9 pt prints at 8.4
 WIDTH = 7.0
 STYLE = {"EM": dict(color="C0", marker="o", ls="-"),
          "EM, nearest-mean labels": dict(color="C0", marker="o", ls=":", mfc="white"),
          "k-means": dict(color="C1", marker="s", ls="--"),
          "median cut": dict(color="C2", marker="^", ls="-."),
-         "original study (EM)": dict(color="0.2", marker="x", ls="none", ms=8, mew=2)}
+         "original study (EM)": dict(color="0.2", marker="x", ls="none", ms=8, mew=2),
+         "study's rule": dict(color="C4", marker="s", ls="none", ms=6, mfc="none", mew=1.5)}
 
 
 def setup() -> None:
     plt.rcParams.update({
         "figure.dpi": 150, "savefig.dpi": 150, "font.size": FONT, "axes.titlesize": FONT,
         "axes.labelsize": FONT, "xtick.labelsize": FONT - 1, "ytick.labelsize": FONT - 1,
-        "legend.fontsize": FONT - 1, "axes.grid": True, "grid.alpha": 0.3,
+        "legend.fontsize": FONT - 1, "figure.titlesize": FONT, "axes.grid": True, "grid.alpha": 0.3,
         "svg.hashsalt": "em-report"})
 
 
 class Numbered:
-    """Shows figures numbered in order, each with a caption and an alt text (kept in
-    the output's metadata for the renderer); saves README copies to a staging folder."""
+    """Shows figures numbered in order of first mention, each with a caption and an alt
+    text (kept in the output's metadata for the renderer); saves README copies to a
+    staging folder. ref(key) names a figure before it is shown (it takes the next
+    number); a figure shown out of that order raises ValueError."""
 
     def __init__(self, staging_dir=None, prefix: str = ""):
-        self.count = 0
+        self.numbers: dict = {}
+        self.shown = 0
         self.staging_dir = Path(staging_dir) if staging_dir else None
         self.prefix = prefix  # e.g. "B": Figure B1, B2... in an appendix
 
-    def show(self, fig, caption: str, alt: str, *, exact: bool = False, save_as: str = "",
-             save_width_px: int = 800) -> None:
-        """Display `fig` as Figure n; exact=True keeps its size and dpi (image grids)."""
+    def ref(self, key) -> str:
+        """'Figure n' for the figure `key`."""
+        return f"Figure {self.prefix}{self.numbers.setdefault(key, len(self.numbers) + 1)}"
+
+    def show(self, fig, caption: str, alt: str, *, key=None, exact: bool = False,
+             save_as: str = "", save_width_px: int = 800) -> None:
+        """Display `fig` as the figure `key`; exact=True keeps its size and dpi (image
+        grids)."""
         from IPython.display import Image, display
 
-        self.count += 1
+        name = self.ref(key if key is not None else object())
+        self.shown += 1
+        if name != f"Figure {self.prefix}{self.shown}":
+            plt.close(fig)
+            raise ValueError(f"{name} is shown as the figure number {self.shown}: mention "
+                             f"the figures in the order they are shown")
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=fig.dpi,
                     **({} if exact else {"bbox_inches": "tight", "pad_inches": 0.05}))
         display(Image(data=buffer.getvalue()),
-                metadata={"em_report": {"caption": f"**Figure {self.prefix}{self.count}.** "
-                                                   f"{caption}",
-                                        "alt": alt}})
+                metadata={"em_report": {"caption": f"**{name}.** {caption}", "alt": alt}})
         if save_as and self.staging_dir:
             with atomic.atomic_path(self.staging_dir / save_as) as tmp:
                 fig.savefig(tmp, format="png", dpi=save_width_px / fig.get_figwidth())
@@ -127,31 +140,47 @@ def downsample(rgb: np.ndarray, factor: int) -> np.ndarray:
     return rgb if factor <= 1 else np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).reduce(factor))
 
 
-def _seed_band(ax, seeds: dict, label: str = "EM") -> tuple[list[int], np.ndarray]:
-    """The range of EM's error over the seeds of a sweep (make study, make seeds) as a
-    band, and its error from the study's random start as a dashed line."""
-    ks, seeded, random = results.seed_errors(seeds)
-    ax.fill_between(ks, seeded.min(axis=0), seeded.max(axis=0), color="C0", alpha=0.25,
-                    label=f"{label}, k-means++, {len(seeded)} seeds (range)")
-    if random is not None:
-        ax.plot(ks, random, color="C3", marker="D", ls="--", ms=4,
-                label=f"{label}, the study's random start")
-    return ks, seeded
-
-
-def _errors_panel(ax, sweep: Sweep, errors: dict, study: dict | None = None,
-                  seeds: dict | None = None) -> None:
-    if seeds:
-        _seed_band(ax, seeds)
+def _errors_panel(ax, sweep: Sweep, errors: dict, published: list | None = None) -> None:
     for name, values in errors.items():
         ax.plot(sweep.ks, values, label=name, **STYLE[name])
-    if study:
-        pub = {row["k"]: row["error"] for row in study["published"]}
+    if published:
+        pub = {row["k"]: row["error"] for row in published}
         ks = [k for k in sweep.ks if k in pub]
         ax.plot(ks, [pub[k] for k in ks], label="original study (EM)", **STYLE["original study (EM)"])
     ax.set_yscale("log")
     ax.set_ylabel("reconstruction error")
     k_axis(ax, sweep.ks)
+
+
+def _ratio_panel(ax, ks, runs: list, reference: dict, ylabel: str) -> None:
+    """Each run's error divided by a reference error per K: runs are (errors {k: e},
+    label, style) and reference {k: e}; a line at 1."""
+    ax.axhline(1.0, color="0.2", lw=1)
+    for errs, label, style in runs:
+        shown = [k for k in ks if k in errs and k in reference]
+        ax.plot(shown, [errs[k] / reference[k] for k in shown], label=label, **style)
+    ax.set_ylabel(ylabel)
+    k_axis(ax, ks)
+
+
+SEED_STYLE = dict(color="C0", marker="o", ls="-", alpha=0.55, lw=1, ms=3)
+RANDOM_STYLE = dict(color="C3", marker="D", ls="--", ms=5)
+
+
+def seed_spread(seeds: dict, ks):
+    """EM's error from each seed and from the study's random start, divided by the
+    median over the seeds, at the K of the report that make seeds ran."""
+    seed_ks, seeded, random = results.seed_errors(seeds)
+    shown = [k for k in ks if k in seed_ks]
+    median = dict(zip(seed_ks, np.median(seeded, axis=0)))
+    runs = [(dict(zip(seed_ks, row)), f"k-means++, {len(seeded)} seeds" if i == 0 else None,
+             SEED_STYLE) for i, row in enumerate(seeded)]
+    if random is not None:
+        runs.append((dict(zip(seed_ks, random)), "the study's random start", RANDOM_STYLE))
+    fig, ax = plt.subplots(figsize=(WIDTH, 2.7), layout="constrained")
+    _ratio_panel(ax, shown, runs, median, "EM's error / median of the seeds")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=SMALL)
+    return fig
 
 
 def hero(rgb: np.ndarray, segmented: dict, shown: Sequence[int], sweep: Sweep,
@@ -178,20 +207,18 @@ def hero(rgb: np.ndarray, segmented: dict, shown: Sequence[int], sweep: Sweep,
     return fig
 
 
-def error_curves(sweep: Sweep, errors: dict, study: dict | None = None,
-                 seeds: dict | None = None):
+def error_curves(sweep: Sweep, errors: dict, published: list | None = None):
     """Left: error against K for every method (and the study's published error when
-    `study` is given, EM's range over seeds and its error from the study's random
-    start when `seeds` is). Right: PSNR against bits per pixel (the rate-distortion
-    curve of the palette PNG), each point a K."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.9), layout="constrained")
-    _errors_panel(ax1, sweep, errors, study, seeds)
+    `published` rows are given). Right: PSNR against bits per pixel (the
+    rate-distortion curve of the palette PNG), each point a K."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.6), layout="constrained")
+    _errors_panel(ax1, sweep, errors, published)
     fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center", ncol=3,
-               fontsize=FONT - 2)
+               fontsize=SMALL)
     bpp, psnr = sweep.series("bits_per_pixel"), sweep.series("psnr_db")
     ax2.plot(bpp, psnr, **STYLE["EM"])
     for k, x, y in zip(sweep.ks, bpp, psnr):
-        ax2.annotate(f"K={k}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=FONT - 2)
+        ax2.annotate(f"K={k}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=SMALL)
     ax2.set_xlabel("bits per pixel (palette PNG)")
     ax2.set_ylabel("PSNR (dB)")
     ax2.margins(x=0.15, y=0.1)
@@ -199,47 +226,77 @@ def error_curves(sweep: Sweep, errors: dict, study: dict | None = None,
 
 
 def convergence(sweep: Sweep):
-    """Log-likelihood per pixel after each iteration, one line per K, re-seeds marked."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.2), layout="constrained")
-    colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(sweep.ks)))
+    """Log-likelihood per pixel after each iteration, one line per K labelled at its
+    end, re-seeds marked."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.0), layout="constrained")
+    colours = plt.cm.plasma(np.linspace(0.0, 0.8, len(sweep.ks)))  # dark to orange
     styles = ["-", "--", "-.", ":"]
     n = sweep.image["pixels"]
+    labels = []
     for i, (k, colour) in enumerate(zip(sweep.ks, colours)):
         m = sweep.metrics[k]
         h = np.asarray(m["history"]) / n
-        ax.plot(np.arange(len(h)), h, color=colour, ls=styles[i % 4], lw=1.6, label=f"K = {k}")
+        ax.plot(np.arange(len(h)), h, color=colour, ls=styles[i % 4], lw=1.8)
+        labels.append(ax.annotate(f"K = {k}", (len(h) - 1, h[-1]), textcoords="offset points",
+                                  xytext=(4, 0), va="center", fontsize=SMALL, color=colour))
         for r in m["reseeds"]:
             ax.plot([r], [h[r]], marker="v", color="red", ms=7, ls="none")
     ax.set_xscale("symlog", linthresh=1)
+    ax.margins(x=0.12)
+    _spread_labels(ax, labels)
     ax.set_xlabel("iteration (0: the start)")
     ax.set_ylabel("log-likelihood per pixel")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=FONT - 2)
     return fig
 
 
+def sigma_heights(sigma: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Bar heights in [0.15, 1] for spreads between low and high, on a log scale (the
+    narrowest spread of the sweep still shows)."""
+    if high <= low:
+        return np.ones_like(sigma)
+    return 0.15 + 0.85 * np.log(sigma / low) / np.log(high / low)
+
+
+def _spread_labels(ax, labels, gap_points: float = 1.1 * SMALL) -> None:
+    """Move the end labels of lines apart vertically so that none overlaps the next
+    (at least gap_points apart on the page), keeping their order."""
+    if len(labels) < 2:
+        return
+    ax.figure.draw_without_rendering()  # the layout first: it moves the axes
+    to_points = ax.transData.transform
+    ys = [to_points(label.xy)[1] * 72 / ax.figure.dpi for label in labels]
+    order = np.argsort(ys)
+    placed = []
+    for i in order:
+        y = ys[i] if not placed else max(ys[i], placed[-1] + gap_points)
+        placed.append(y)
+        labels[i].set_position((4, y - ys[i]))
+
+
 def palettes(sweep: Sweep):
-    """One row per K: the components sorted by weight, each a swatch of its mean
-    colour as wide as pi_k, above a grey bar as tall as sigma_k (the largest spread of
-    the sweep fills the bar's height)."""
+    """One row per K: the components sorted by weight, each a swatch of its mean colour
+    as wide as pi_k, above a grey bar whose height shows sigma_k on a log scale from the
+    sweep's narrowest spread to its broadest (sigma_heights)."""
     rows = len(sweep.ks)
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * rows + 0.7), layout="constrained")
-    sig_max = max(float(np.sqrt(np.max(sweep.metrics[k]["model"]["variances"]))) for k in sweep.ks)
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * rows + 0.75), layout="constrained")
+    sigmas = [np.sqrt(np.asarray(sweep.metrics[k]["model"]["variances"])) for k in sweep.ks]
+    low, high = min(s.min() for s in sigmas), max(s.max() for s in sigmas)
     boxes = []
-    for row, k in enumerate(sweep.ks):
+    for row, (k, sigma) in enumerate(zip(sweep.ks, sigmas)):
         model = sweep.metrics[k]["model"]
         pi = np.asarray(model["weights"])
         mu = np.clip(np.asarray(model["means"]), 0, 1)
-        sigma = np.sqrt(np.asarray(model["variances"]))
+        height = sigma_heights(sigma, low, high)
         left, y = 0.0, rows - 1 - row
         edge = dict(edgecolor="white", lw=0.5) if k <= 16 else dict(edgecolor="none", lw=0)
         for j in np.argsort(-pi, kind="stable"):
-            boxes.append(Rectangle((left, y + 0.35), pi[j], 0.5, facecolor=mu[j], **edge))
-            boxes.append(Rectangle((left, y + 0.05), pi[j], 0.28 * sigma[j] / sig_max,
+            boxes.append(Rectangle((left, y + 0.4), pi[j], 0.5, facecolor=mu[j], **edge))
+            boxes.append(Rectangle((left, y + 0.05), pi[j], 0.32 * height[j],
                                    facecolor="0.45", **edge))
             if k <= 4 and pi[j] >= 0.2:
                 light = mu[j] @ np.array([0.299, 0.587, 0.114]) > 0.5
-                ax.text(left + pi[j] / 2, y + 0.6, f"$\\pi$={pi[j]:.2f}  $\\sigma$={sigma[j]:.3f}",
-                        ha="center", va="center", fontsize=FONT - 2,
+                ax.text(left + pi[j] / 2, y + 0.65, f"$\\pi$={pi[j]:.2f}  $\\sigma$={sigma[j]:.3f}",
+                        ha="center", va="center", fontsize=SMALL,
                         color="black" if light else "white")
             left += pi[j]
     # One collection draws the rectangles at once (hundreds of patches, one by one, took
@@ -272,7 +329,7 @@ def colour_cloud(cloud: dict, model: dict):
     labels = np.asarray(cloud["labels"])
     means = np.clip(np.asarray(model["means"]), 0, 1)
     sigma = np.sqrt(np.asarray(model["variances"]))
-    fig = plt.figure(figsize=(WIDTH, 3.6), layout="constrained")
+    fig = plt.figure(figsize=(WIDTH, 3.3), layout="constrained")
     for i, (elev, azim) in enumerate(((20, -60), (20, 30))):
         ax = fig.add_subplot(1, 2, i + 1, projection="3d")
         ax.scatter(*rgb.T, c=means[labels], s=3, alpha=0.5, depthshade=False, linewidths=0)
@@ -280,7 +337,8 @@ def colour_cloud(cloud: dict, model: dict):
             _sphere(ax, mu, s, "k")
         ax.set_xlim(0, 1), ax.set_ylim(0, 1), ax.set_zlim(0, 1)
         ax.set_xlabel("R", labelpad=-8), ax.set_ylabel("G", labelpad=-8), ax.set_zlabel("B", labelpad=-8)
-        ax.tick_params(labelsize=FONT - 4, pad=-3)
+        ax.set_xticks([0, 0.5, 1]), ax.set_yticks([0, 0.5, 1]), ax.set_zticks([0, 0.5, 1])
+        ax.tick_params(labelsize=SMALL, pad=-2)
         ax.view_init(elev=elev, azim=azim)
         ax.set_box_aspect((1, 1, 1), zoom=0.9)
     return fig
@@ -300,8 +358,8 @@ def motion(motion: dict, cloud: dict):
     nrows = -(-len(snaps) // ncols)
     lo, hi = points.min(axis=0) - 0.08, points.max(axis=0) + 0.08
     panel_h = (WIDTH / ncols) * (hi[1] - lo[1]) / (hi[0] - lo[0])
-    fig = plt.figure(figsize=(WIDTH, nrows * (panel_h + 0.3) + 1.9), layout="constrained")
-    grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[panel_h + 0.3] * nrows + [1.6])
+    fig = plt.figure(figsize=(WIDTH, nrows * (panel_h + 0.25) + 1.55), layout="constrained")
+    grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[panel_h + 0.25] * nrows + [1.3])
     for i, snap in enumerate(snaps):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
         ax.scatter(*points.T, s=1, color="0.7", linewidths=0)
@@ -314,7 +372,7 @@ def motion(motion: dict, cloud: dict):
         ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1])
         ax.set_aspect("equal")
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f"iteration {snap['iteration']}", fontsize=FONT - 1, pad=2)
+        ax.set_title(f"iteration {snap['iteration']}", fontsize=SMALL, pad=2)
     ax = fig.add_subplot(grid[nrows, :])
     ll = np.asarray(motion["log_likelihood_per_pixel"])
     picks = [s["iteration"] for s in snaps]
@@ -346,27 +404,34 @@ def certainty(entropy_map: np.ndarray, relabelled: np.ndarray, rgb: np.ndarray,
     return fig
 
 
-def study_curve(study: dict):
+def study_curve(data: dict, published: list):
     """Error against K on the study's photograph: the published table, ours over the
-    seeds (band: lowest to highest, line: median) and ours from the study's random start."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.3), layout="constrained")
-    ks, seeds = _seed_band(ax1, study, label="ours")
-    ax1.plot(ks, np.median(seeds, axis=0), **STYLE["EM"], label="ours, median of the seeds")
-    pub = {row["k"]: row for row in study["published"]}
+    seeds (median) and under the study's own rule; right, each run's error divided by
+    the published one: every seed, the study's random start and its rule."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(WIDTH, 3.5), layout="constrained")
+    ks, seeded, random = results.seed_errors(data)
+    pub = {row["k"]: row["error"] for row in published}
     pk = [k for k in ks if k in pub]
-    ax1.plot(pk, [pub[k]["error"] for k in pk], **STYLE["original study (EM)"],
+    rule = {f["k"]: f["error"] for f in data.get("study_rule", {}).get("fits", [])}
+    ax1.plot(ks, np.median(seeded, axis=0), **STYLE["EM"], label="ours, median of the seeds")
+    if rule:
+        ax1.plot(list(rule), list(rule.values()), **STYLE["study's rule"],
+                 label="ours, the study's rule")
+    ax1.plot(pk, [pub[k] for k in pk], **STYLE["original study (EM)"],
              label="original study (table)")
     ax1.set_yscale("log")
     ax1.set_ylabel("reconstruction error")
     k_axis(ax1, ks)
-    ax1.legend(fontsize=FONT - 3, loc="lower left")
-    # right: the ratio to the published error, where the differences are visible
-    ax2.axhline(1.0, color="0.2", lw=1)
-    for r in study["runs"]:
-        ratio = [f["error"] / pub[f["k"]]["error"] for f in r["fits"] if f["k"] in pub]
-        style = dict(color="C3", marker="D", ls="--") if r["init"] == "random" else \
-            dict(color="C0", marker="o", ls="-", alpha=0.5, lw=1)
-        ax2.plot(pk, ratio, **style)
-    ax2.set_ylabel("our error / published error")
-    k_axis(ax2, pk)
+    runs = [(dict(zip(ks, row)), f"ours, k-means++, {len(seeded)} seeds" if i == 0 else None,
+             SEED_STYLE) for i, row in enumerate(seeded)]
+    if random is not None:
+        runs.append((dict(zip(ks, random)), "ours, the study's random start", RANDOM_STYLE))
+    if rule:
+        runs.append((rule, None, dict(STYLE["study's rule"], ls=":")))
+    _ratio_panel(ax2, pk, runs, pub, "our error / published error")
+    handles, labels = ax1.get_legend_handles_labels()
+    more = ax2.get_legend_handles_labels()
+    keep = [(h, lab) for h, lab in zip(*more) if not lab.startswith("_")]
+    fig.legend(handles + [h for h, _ in keep], labels + [lab for _, lab in keep],
+               loc="outside lower center", ncol=3, fontsize=SMALL)
     return fig

@@ -16,6 +16,7 @@ ENTROPY_FILE = "entropy.png"        # 8-bit: 0 = certain, 255 = log 2 nats or mo
 RELABELLED_FILE = "relabelled.png"  # 255 where the MAP label is not the nearest mean
 MOTION_K = 8                        # the K whose fit is recorded step by step
 CLOUD_SIZE = 3000
+SURE = 0.9                          # a pixel is sure of a component from this responsibility
 
 
 def entropy(resp: np.ndarray) -> np.ndarray:
@@ -92,13 +93,13 @@ def motion(colours: np.ndarray, counts: np.ndarray, k: int, *, seed: int, init: 
 def compute(colours: np.ndarray, counts: np.ndarray, h: np.ndarray, top: np.ndarray,
             colour_labels: np.ndarray, nearest: np.ndarray, *, k: int, seed: int) -> dict:
     """One K's certainty summary and colour sample, JSON-ready: mean entropy (nats per
-    pixel), the share of pixels with no responsibility of 0.9 or more, the share above
+    pixel), the share of pixels with no responsibility of SURE or more, the share above
     log 2, the share whose MAP label is not the nearest mean. h, top: certainty()."""
     share = counts / counts.sum()
     return {
         "k": k,
         "mean_entropy": float(share @ h),
-        "uncertain_share": float(share @ (top < 0.9)),
+        "uncertain_share": float(share @ (top < SURE)),
         "beyond_log2_share": float(share @ (h > np.log(2))),
         "relabelled_share": float(share @ (colour_labels != nearest)),
         "cloud": cloud(colours, counts, colour_labels, seed),

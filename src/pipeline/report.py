@@ -1,6 +1,7 @@
 """Everything one report reads, gathered once for notebooks/report.ipynb: the sweep of
-the report's image, the image and its segmentations, the study's data file and the
-benchmark's entry for this image (None when missing), and the date of the results."""
+the report's image, the image and its segmentations, the original study's published
+facts, the study's data file and the benchmark's entry for this image (None when
+missing), and the date of the results."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import defaults, experiment, images, paths, results
+from pipeline import defaults, experiment, images, paths, results, study as study_module
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Report:
     image_path: Path
     rgb: np.ndarray
     segmented: dict          # {K: (H, W, 3) uint8}
+    original: dict           # the study's published facts (study.original())
     study: dict | None       # report/data/study.json
     bench: dict | None       # this image's entry of report/data/bench.json
     photos: list             # bench.json's fits of the package photographs (bench_photos)
@@ -59,6 +61,7 @@ def load(results_dir="", ks=defaults.KS, image="", study_data="",
     return Report(
         sweep=sweep, image_path=image_path, rgb=rgb,
         segmented={k: results.load_png(sweep.results_dir, k) for k in sweep.ks},
+        original=study_module.original(),
         study=results.load_optional(resolve(study_data, paths.STUDY_DATA)),
         bench=results.bench_entry(bench, paths.image_stem(image)),
         photos=photos, photo_moves=photo_moves,

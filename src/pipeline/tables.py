@@ -48,39 +48,68 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence], align: str 
 
 
 def runs(sweep) -> str:
-    """One row per K: iterations, log-likelihood, BIC, the errors of every method,
-    PSNR, PNG size and bits per pixel."""
+    """One row per K: iterations of the winning start, log-likelihood per pixel and
+    the reconstruction error of every method."""
     rows = []
     for k in sweep.ks:
         m, b = sweep.metrics[k], sweep.baselines[k]
         rows.append([k, m["iterations"], f"{m['log_likelihood_per_pixel']:.3f}",
-                     f"{m['bic'] / 1e6:.3f}", f"{m['reconstruction_error']:.5f}",
-                     f"{b['em_nearest_mean']['error']:.5f}", f"{b['kmeans']['error']:.5f}",
-                     f"{b['median_cut']['error']:.5f}", fmt(m["psnr_db"], ".1f"),
-                     f"{m['indexed_png_bytes']:,}", f"{m['bits_per_pixel']:.2f}",
-                     f"{m['timing']['fit_seconds']:.1f}"])
-    return markdown_table(
-        ["K", "iter.", "log L/px", "BIC (M)", "EM", "EM nearest", "k-means", "median cut",
-         "PSNR", "PNG bytes", "bits/px", "fit (s)"], rows, align="r" * 12)
+                     f"{m['reconstruction_error']:.5f}", f"{b['em_nearest_mean']['error']:.5f}",
+                     f"{b['kmeans']['error']:.5f}", f"{b['median_cut']['error']:.5f}"])
+    return markdown_table(["K", "EM iterations", "log L per pixel", "EM", "EM, nearest mean",
+                           "k-means", "median cut"], rows, align="r" * 7)
 
 
-def study(data: dict) -> str:
-    """The published table beside ours on the study's photograph, per K."""
-    pub = {row["k"]: row for row in data["published"]}
+def choosing(rows: list[dict], info: dict, input_kind: str) -> str:
+    """The choosing table (choosing.table_rows), and a last row for the input file."""
+    body = [[r["k"], fmt(r["psnr_db"], ".1f", "exact"), fmt(r["error"], ".5f"),
+             fmt(r["png_bytes"], ",", ""), fmt(r["bits_per_pixel"], ".2f", ""),
+             fmt(r["of_input"], ".2f", ""), fmt(r["jpeg_bytes"], ",", "none" if r["png_bytes"]
+                                                 else ""),
+             fmt(r["kmeans_psnr_db"], ".1f", ""), fmt(r["fit_seconds"], ".1f", ""),
+             fmt(r["bic"] / 1e6 if r["bic"] is not None else None, ".3f", "")] for r in rows]
+    body.append([f"input ({input_kind})", "", "", f"{info['file_bytes']:,}",
+                 f"{8 * info['file_bytes'] / info['pixels']:.2f}", "1.00", "", "", "", ""])
+    return markdown_table(["K", "PSNR (dB)", "error", "PNG bytes", "bits/px", "PNG / input",
+                           "JPEG bytes, same PSNR", "k-means PSNR", "fit (s)", "BIC (M)"],
+                          body, align="r" * 10)
+
+
+def study_rule(data: dict, study: dict) -> str:
+    """Like for like: the study's published run per K beside ours under its own rule."""
+    pub = {row["k"]: row for row in study["rows"]}
+    d = study["error_decimals"]
+    rows = []
+    for f in data["study_rule"]["fits"]:
+        p = pub.get(f["k"], {})
+        rows.append([f["k"], fmt(p.get("iterations"), ","), f"{f['iterations']:,}",
+                     fmt(p.get("error"), f".{d}f"), fmt(p.get("error_printed"), f".{d}f"),
+                     f"{f['error']:.{d}f}",
+                     ("yes" if f["converged"] else "no") + f" ({fmt(f['last_gain'], '.4f')})"])
+    return markdown_table(["K", "study: iterations", "ours: iterations", "study: error (table)",
+                           "study: error (printed run)", "ours: error",
+                           "converged (last gain)"], rows, align="r" * 7)
+
+
+def study(data: dict, study: dict) -> str:
+    """make report's settings over seeds on the study's photograph beside its table."""
+    pub = {row["k"]: row for row in study["rows"]}
+    d = study["error_decimals"]
     seeded, random = results.study_runs(data)
     rows = []
     for i, fit0 in enumerate(seeded[0]["fits"]):
         k = fit0["k"]
         errs = [r["fits"][i]["error"] for r in seeded]
-        p = pub.get(k, {})
         rnd = random["fits"][i] if random else {}
-        rows.append([k, fmt(p.get("error"), ".6f"), fmt(p.get("iterations"), "d"),
-                     f"{np.median(errs):.6f}", f"{min(errs):.6f} to {max(errs):.6f}",
-                     fit0["iterations"], f"{fit0['seconds']:.1f}",
-                     fmt(rnd.get("error"), ".6f"), fmt(rnd.get("iterations"), "d")])
+        rows.append([k, fmt(pub.get(k, {}).get("error"), f".{d}f"), f"{np.median(errs):.{d}f}",
+                     f"{min(errs):.{d}f} to {max(errs):.{d}f}",
+                     fmt(fit0.get("iterations_all", fit0["iterations"]), ","),
+                     f"{fit0['seconds']:.1f}",
+                     fmt(rnd.get("error"), f".{d}f"), fmt(rnd.get("iterations_all"), ",")])
     return markdown_table(
-        ["K", "study: error", "study: iter.", "ours: median", f"ours: {len(seeded)} seeds",
-         "iter. (seed 0)", "s (seed 0)", "random start: error", "iter."], rows, align="r" * 9)
+        ["K", "study: error (table)", "ours: median", f"ours: {len(seeded)} seeds",
+         "iterations (seed 0)", "s (seed 0)", "random start: error", "iterations"],
+        rows, align="r" * 8)
 
 
 def speed(entry: dict) -> str:
@@ -127,11 +156,23 @@ def environment(machine: dict, extra: dict) -> str:
 
 
 class Numbered:
-    """Table labels numbered in the order they are shown."""
+    """Table numbers in order of first mention: ref(key) names a table before it is
+    shown (it takes the next number), label(text, key) shows it; a table shown out of
+    order raises ValueError."""
 
-    def __init__(self):
-        self.count = 0
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+        self.numbers: dict = {}
+        self.shown = 0
 
-    def label(self, text: str) -> str:
-        self.count += 1
-        return f"**Table {self.count}.** {text}"
+    def ref(self, key) -> str:
+        """'Table n' for the table `key`."""
+        return f"Table {self.prefix}{self.numbers.setdefault(key, len(self.numbers) + 1)}"
+
+    def label(self, text: str, key=None) -> str:
+        name = self.ref(key if key is not None else object())
+        self.shown += 1
+        if name != f"Table {self.prefix}{self.shown}":
+            raise ValueError(f"{name} is shown as the table number {self.shown}: mention "
+                             f"the tables in the order they are shown")
+        return f"**{name}.** {text}"

@@ -729,7 +729,10 @@ def test_figures_print_no_text_under_8_points(cases):
              figures.seed_spread(case.seeds, s.ks), figures.palettes(s),
              figures.colour_cloud(s.learned[ka]["cloud"], s.metrics[ka]["model"]),
              figures.motion(s.learned[ka]["motion"], s.learned[ka]["cloud"]),
-             figures.convergence(s), figures.study_curve(case.study, study.published())]
+             figures.convergence(s), figures.study_curve(case.study, study.published()),
+             figures.certainty(results.load_png(s.results_dir, ka, learned.ENTROPY_FILE, "L"),
+                               results.load_png(s.results_dir, ka, learned.RELABELLED_FILE, "L"),
+                               case.rgb, s.learned[ka]["relabelled_share"])]
     small = [(name, size) for fig in drawn for name, size in figure_texts(fig) if size < 8]
     for fig in drawn:
         matplotlib.pyplot.close(fig)
@@ -825,3 +828,18 @@ def test_report_cites_every_figure_and_table_and_its_text_reads_as_prose(cases, 
                   for item in p.split("\n- ")]
     bad = {p[:50]: found for p in paragraphs if (found := problems(p))}
     assert not bad, bad
+
+
+def test_the_derivation_reads_as_an_appendix():
+    """Appendix B is prose: no notebook words, results shown as sentences or tables (no
+    print), every figure it shows cited in its text."""
+    import nbformat
+
+    nb = nbformat.read(paths.ROOT / "notebooks" / "derivation.ipynb", as_version=4)
+    prose_text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert not re.search(r"\b(notebook|cells?)\b", prose_text, re.I)
+    assert "print(" not in code
+    shown = code.count("FIG.show(")
+    cited = {int(n) for n in re.findall(r"Figure B(\d+)", prose_text)}
+    assert shown >= 8 and cited == set(range(1, shown + 1)), (shown, sorted(cited))

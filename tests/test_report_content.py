@@ -679,6 +679,14 @@ def test_numbers_follow_first_mention_and_refuse_another_order():
     assert tab.label("x", key="x").startswith("**Table 1.**") and tab.ref("x") == "Table 1"
 
 
+def test_photograph_tables_keep_each_photograph_whole():
+    photos = [{"name": name, "k": k} for name in "abcde" for k in (4, 8, 16)]
+    parts = tables.by_photograph(photos, max_rows=7)
+    assert ["".join(dict.fromkeys(p["name"] for p in part)) for part in parts] == ["ab", "cd", "e"]
+    assert sum(parts, []) == photos
+    assert len(tables.by_photograph(photos, max_rows=100)) == 1
+
+
 def test_published_results_match_the_reference_readme():
     if not REFERENCE_README.is_file():
         pytest.skip("the reference notes are not available here")
@@ -776,7 +784,7 @@ def test_publish_replaces_report_and_figures_together(tmp_path):
 
 # ------------------------------------------------------------------------ the notebook
 
-CAPTION = re.compile(r"^\*\*(Figure|Table) (\d+)\.\*\*")
+CAPTION = re.compile(r"^\*\*(Figure|Table) ([A-Z]?\d+)\.\*\*")
 
 
 @pytest.mark.slow

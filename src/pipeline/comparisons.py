@@ -115,9 +115,8 @@ def study_rule_text(data: dict, study: dict, table: str) -> str:
     widest = max(gap, key=gap.get)
     text += (f"The study's own table and printed run differ by up to {gap[widest]:.0%} "
              f"(K = {widest}: {pub[widest]['error']:.{decimals}f} against "
-             f"{pub[widest]['error_printed']:.{decimals}f}): runs from different random "
-             f"starts end at different optima, so a difference of that size says nothing "
-             f"about the implementation.")
+             f"{pub[widest]['error_printed']:.{decimals}f}): one run of EM from a random "
+             f"start does not pin the error down more closely than that.")
     return text
 
 

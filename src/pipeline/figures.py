@@ -358,8 +358,8 @@ def motion(motion: dict, cloud: dict):
     nrows = -(-len(snaps) // ncols)
     lo, hi = points.min(axis=0) - 0.08, points.max(axis=0) + 0.08
     panel_h = (WIDTH / ncols) * (hi[1] - lo[1]) / (hi[0] - lo[0])
-    fig = plt.figure(figsize=(WIDTH, nrows * (panel_h + 0.25) + 1.55), layout="constrained")
-    grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[panel_h + 0.25] * nrows + [1.3])
+    fig = plt.figure(figsize=(WIDTH, nrows * (panel_h + 0.25) + 1.35), layout="constrained")
+    grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[panel_h + 0.25] * nrows + [1.1])
     for i, snap in enumerate(snaps):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
         ax.scatter(*points.T, s=1, color="0.7", linewidths=0)
@@ -394,13 +394,13 @@ def certainty(entropy_map: np.ndarray, relabelled: np.ndarray, rgb: np.ndarray,
     fig, axes = image_grid([entropy_map / 255.0 * np.log(2), overlay],
                            ["entropy of the responsibilities",
                             f"MAP \u2260 nearest mean: {100 * share:.1f} % of pixels"],
-                           ncols=2, panel_inches=3.4, bottom_inches=0.8, cmap="magma_r",
-                           vmin=0.0, vmax=float(np.log(2)))
+                           ncols=2, panel_inches=2.5, bottom_inches=0.75, cmap="magma_r",
+                           vmin=0.0, vmax=float(np.log(2)), fontsize=FONT - 1)
     fig_w, fig_h = fig.get_size_inches()
-    cax = fig.add_axes((0.2 / fig_w, 0.55 / fig_h, 3.0 / fig_w, 0.12 / fig_h))
+    cax = fig.add_axes((0.2 / fig_w, 0.52 / fig_h, 2.1 / fig_w, 0.12 / fig_h))
     bar = fig.colorbar(axes[0].images[0], cax=cax, orientation="horizontal", extend="max")
     cax.grid(False)
-    bar.set_label("entropy (nats); log 2 = an even split of two", fontsize=FONT - 1)
+    bar.set_label("entropy (nats); log 2 = an even split of two", fontsize=FONT - 1, loc="left")
     return fig
 
 

@@ -139,6 +139,19 @@ def optimum(photos: list[dict]) -> str:
                            "error: ours", "with moves", "sklearn"], rows, align="lr" + "r" * 6)
 
 
+def by_photograph(photos: list[dict], max_rows: int = 16) -> list[list[dict]]:
+    """The package photographs' rows cut into parts of at most max_rows rows, each
+    photograph whole, in order: tables short enough to sit on a page beside text."""
+    parts, current = [], []
+    for name in dict.fromkeys(p["name"] for p in photos):
+        rows = [p for p in photos if p["name"] == name]
+        if current and len(current) + len(rows) > max_rows:
+            parts.append(current)
+            current = []
+        current = current + rows
+    return parts + ([current] if current else [])
+
+
 def environment(machine: dict, extra: dict) -> str:
     """The machine and software (pipeline.machine.describe()) and the run's settings,
     as a compact two-column table."""

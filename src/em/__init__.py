@@ -49,8 +49,8 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     unit of weight; max_iter: then a ConvergenceWarning; seed: numpy.random.default_rng's,
     the only randomness; var_floor: smallest variance; fast: the blocked engine (False:
     the textbook E-step on all rows at once; the same fit to rounding); block_rows: rows
-    per block (None: from k); accelerate: SQUAREM (False: plain EM; both stop at EM's
-    fixed point); split_merge: after the restarts, this many best-ranked moves tried per
+    per block (None: from k); accelerate: SQUAREM (False: plain EM; both stop on a plain EM
+    step that gains less than tol, near one of EM's fixed points); split_merge: after the restarts, this many best-ranked moves tried per
     round (0: none); cancel: None or a callable polled between iterations and starts,
     whose True raises Cancelled (an interactive caller's newer request).
     """

@@ -3,8 +3,8 @@ EM's iterates (fit(accelerate=True), the default). From two EM steps theta0 -> t
 theta2 it extrapolates along the steps' direction, in coordinates where every point is a
 mixture (means, log variances, log weights). The extrapolation is kept only when it
 scores at least theta1, so the log-likelihood never decreases; otherwise theta2 is scored
-as plain EM would have. Stopping is judged on plain EM steps only, so the fixed point is
-EM's. `accelerated` yields what core.em_steps yields and takes its place in core.run_em.
+as plain EM would have. Stopping is judged on plain EM steps only, so it stops near a fixed
+point of EM, within the tolerance. `accelerated` yields what core.em_steps yields and takes its place in core.run_em.
 """
 
 from __future__ import annotations

@@ -216,21 +216,30 @@ bench-quick: $(DEV) ## A smaller benchmark (K = 2, 16; three photographs), about
 # kernel the notebooks name, python3, is pointed at the project's environment.
 LAB := .venv-lab
 
-$(LAB)/.installed: requirements-lab.txt $(ENV)
+$(LAB)/.installed: requirements-lab.txt $(ENV) src/pipeline/lab.py
 	test -x $(LAB)/bin/python || $(PYTHON) -m venv $(LAB)
 	$(LAB)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lab.txt
+	@# The project without its dependencies: the server extension pipeline.lab saves
+	@# notebooks without outputs (so Jupyter never dirties them) and prints the address.
+	$(LAB)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(LAB)/bin/python -m pipeline.lab configure
+	@rm -rf $(LAB)/share/jupyter/kernels/python3  # ipykernel's own, replaced below
 	@spec=$$($(PY) -c 'from ipykernel.kernelspec import write_kernel_spec; \
 	  print(write_kernel_spec(overrides={"display_name": "Python 3 (project .venv)"}))') && \
-	  $(LAB)/bin/jupyter kernelspec install --sys-prefix --replace --name python3 "$$spec" && \
+	  $(LAB)/bin/jupyter kernelspec install --sys-prefix --name python3 --log-level=WARN "$$spec" && \
 	  rm -rf "$$spec"
 	touch $@
 
 # As root (containers, CI) JupyterLab needs --allow-root; without a display it opens no
-# browser and prints the URL. More options: make lab LAB_ARGS="--port=8890 --ip=0.0.0.0"
+# browser. It ends with the address to open (with a fresh token, unless JUPYTER_TOKEN is
+# set). More options: make lab LAB_ARGS="--port=8890 --ip=0.0.0.0"
 LAB_ARGS ?=
-lab: $(LAB)/.installed ## Open JupyterLab on notebooks/ with the project's kernel
-	$(LAB)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) \
-	  $(if $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) $(LAB_ARGS)
+LAB_FLAGS = --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) \
+  $(if $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) $(LAB_ARGS)
+lab: $(LAB)/.installed ## Open JupyterLab on notebooks/ (explore.ipynb first) with the project's kernel
+	@echo "Starting JupyterLab: $(LAB)/bin/jupyter lab $(strip $(LAB_FLAGS))"
+	@JUPYTER_TOKEN=$${JUPYTER_TOKEN:-$$($(LAB)/bin/python -c 'import secrets; print(secrets.token_hex(24))')} \
+	  $(LAB)/bin/jupyter lab $(LAB_FLAGS)
 
 clean: ## Delete every generated result (output/), keep the environment
 	find output -mindepth 1 -not -name .gitkeep -delete

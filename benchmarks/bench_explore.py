@@ -1,25 +1,27 @@
-"""How long the explorer (notebooks/explore.ipynb) makes a person wait, on the default
-image's preview.
+"""How long the explorer (notebooks/explore.ipynb) makes a person wait for the picture
+of a change, whatever was running before, on the default image's preview.
 
-    .venv/bin/python benchmarks/bench_explore.py [--repeats 3] [--ks 2 4 8 16 32]
+    .venv/bin/python benchmarks/bench_explore.py [--repeats 5] [--ks 2 4 8 16 32]
 
-Drives pipeline.explore.Explorer as the notebook does, without a browser, and times
-every widget change (a change of start, then of K through --ks, then of seed, repeated
---repeats times; the same sequence for each start, so the order alternates):
+Drives pipeline.explore.Explorer as the notebook does (background=True: fits on the
+worker thread, a newer change stops the running fit), without a browser. Each
+measurement puts the explorer in a state `before` (nothing running, or a long job
+started --delay seconds earlier), then makes one change to K with one restart and no
+split-and-merge moves (a new seed each time, so nothing is reused) and times it until
+the new picture is shown (everything but the palette PNG's size, which follows):
 
-* result: the change's callback with background=False, i.e. the time from the change
-  to everything redrawn (fit + labels + images, palette, plots and numbers); + PNG
-  size: until the palette PNG's size, compressed meanwhile on another thread, fills
-  in its line; cpu: the CPU time the process used meanwhile, PNG compression included
-  (all threads; on a busy machine wall time grows with the load, CPU time much less);
-  fit: the part of the wall time spent in em.fit; iterations: EM's.
-* answer: the same changes with background=True (as in the notebook): how long the
-  kernel is blocked before it answers ("fitting ..."); the fit then runs on a worker
-  thread and the result follows.
+* idle: the previous fit had finished;
+* K=128: a preview fit at K = 128 was running;
+* K=64 x3 sm2: K = 64 with 3 restarts and split-and-merge 2 (the long fit of the
+  issue that asked for this) was running;
+* K=64 full: a fit of every pixel at K = 64 was running;
+* K=256: a preview fit at K = 256 (its k-means++ seeding, then EM) was running.
 
-Prints one table per mode (median and maximum over the changes at each K) and the
-largest kernel block. Timings depend on the machine's load: run it on a quiet machine
-and compare runs side by side, never as a test.
+Prints, per K and per state, the median and the largest wait over --repeats changes,
+how many times the job before was still running when the change came, and the
+longest time the kernel was blocked by a change (the widget's callback). Timings
+depend on the machine's load: run it on a quiet machine, several times, never as a
+test.
 """
 
 from __future__ import annotations
@@ -27,98 +29,87 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections import defaultdict
 
 from pipeline import explore
+from pipeline.explore_settings import Settings
+
+TARGET = {"n_init": 1, "split_merge": 0}
+BEFORE = {
+    "idle": None,
+    "K=128": {"k": 128, "n_init": 1, "split_merge": 0},
+    "K=64 x3 sm2": {"k": 64, "n_init": 3, "split_merge": 2},
+    "K=64 full": "full",
+    "K=256": {"k": 256, "n_init": 1, "split_merge": 0},
+}
 
 
-def _timed_fit(times: list[float]):
-    """explore.fit, recording how long each call took."""
-    real = explore.fit
-
-    def fit(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return real(*args, **kwargs)
-        finally:
-            times.append(time.perf_counter() - start)
-    return fit
-
-
-def changes(ks: list[int], repeats: int):
-    """The widget changes, in order: (widget name, value)."""
-    for repeat in range(repeats):
-        for init in explore.INITS:
-            yield "init", init
-            for k in ks:
-                yield "k", k
-            yield "seed", repeat + 1
-
-
-def run(explorer: explore.Explorer, ks: list[int], repeats: int, fit_times: list[float]):
-    """Every change: (K, seconds until everything but the PNG size was shown, seconds
-    until the size was too (background=True: both are the seconds the kernel was
-    blocked), CPU seconds of the whole callback, seconds in em.fit, iterations)."""
-    rows = []
-    for name, value in changes(ks, repeats):
-        widget = getattr(explorer, name)
-        if widget.value == value:
-            continue
-        fit_times.clear()
-        start, cpu = time.perf_counter(), time.process_time()
-        widget.value = value
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+def start_before(explorer: explore.Explorer, before, seed: int, delay: float) -> None:
+    """Put the explorer in the state `before` (see BEFORE): a job running for `delay` s."""
+    explorer.wait()
+    if before is None:
+        return
+    if before == "full":
+        explorer.change(k=64, seed=seed, **TARGET)
         explorer.wait()
-        if "⚠" in explorer.message:
-            raise SystemExit(f"the change {name}={value!r} failed: {explorer.message}")
-        sized = 0.0 if explorer.background else \
-            explorer.timing["sized"] - explorer.timing["shown"]
-        seconds -= sized
-        rows.append((explorer.k.value, seconds, seconds + sized, cpu, sum(fit_times),
-                     explorer.result.n_iter))
-    return rows
+        explorer.refit(full=True)
+    else:
+        explorer.change(seed=seed, **before)
+    time.sleep(delay)
 
 
-def table(rows, title: str, with_size: bool = True) -> None:
-    by_k = defaultdict(list)
-    for k, *values in rows:
-        by_k[k].append(values)
-    print(f"\n{title}")
-    print(f"{'K':>4} {'changes':>8} {'median s':>9} {'max s':>7} {'+ PNG size max s':>17} "
-          f"{'cpu median s':>13} {'fit median s':>13} {'iterations':>11}")
-    for k in sorted(by_k):
-        s, sized, c, f, n = zip(*by_k[k])
-        print(f"{k:>4} {len(s):>8} {statistics.median(s):>9.3f} {max(s):>7.3f} "
-              f"{f'{max(sized):.3f}' if with_size else '-':>17} {statistics.median(c):>13.3f} "
-              f"{statistics.median(f):>13.3f} {statistics.median(n):>11.0f}")
+def one_change(explorer: explore.Explorer, k: int, seed: int) -> tuple[float, float, bool]:
+    """(seconds from the change to its picture, seconds the kernel was blocked by
+    the change, whether a job was running when it came)."""
+    running = explorer.jobs.running is not None
+    start = time.perf_counter()
+    explorer.change(k=k, seed=seed, **TARGET)
+    blocked = time.perf_counter() - start
+    newest = explorer.jobs.newest
+    explorer.wait()
+    shown = [e.at for e in explorer.events if e.job == newest.id and e.what == "shown"]
+    if not shown or "⚠" in explorer.message:
+        raise SystemExit(f"K = {k} was not shown: {explorer.message}")
+    return shown[0] - start, blocked, running
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--ks", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    parser.add_argument("--delay", type=float, default=0.3,
+                        help="seconds the job before has run when the change comes")
     args = parser.parse_args()
 
-    fit_times: list[float] = []
-    explore.fit = _timed_fit(fit_times)
-    settings = explore.Settings(k=args.ks[0])
-    sync = explore.Explorer(settings=settings)  # loads the default image's preview
-    print(sync.picture.describe())
-    result = run(sync, args.ks, args.repeats, fit_times)
-    table(result, "result: change -> everything redrawn (background=False)")
+    explorer = explore.Explorer(settings=Settings(k=args.ks[0]), background=True)
+    explorer.wait()
+    print(explorer.picture.describe())
+    waits = {(k, name): [] for k in args.ks for name in BEFORE}
+    running = {key: 0 for key in waits}
+    blocked = []
+    seed = 0
+    for _ in range(args.repeats):  # the states alternate, so load drifts hit them alike
+        for name, before in BEFORE.items():
+            for k in args.ks:
+                seed += 1
+                start_before(explorer, before, seed, args.delay)
+                seconds, kernel, was_running = one_change(explorer, k, seed + 10_000)
+                waits[k, name].append(seconds)
+                running[k, name] += was_running
+                blocked.append(kernel)
 
-    background = explore.Explorer(settings=settings, background=True)
-    background.wait()
-    answer = run(background, args.ks, args.repeats, fit_times)
-    table(answer, "answer: change -> kernel free again (background=True, as in the "
-                  "notebook); fit: on the worker", with_size=False)
-
-    worst_result = max(r[1] for r in result)
-    worst_sized = max(r[2] for r in result)
-    worst_answer = max(r[1] for r in answer)
-    print(f"\nlongest wait for a result at K <= {max(args.ks)}: {worst_result:.3f} s "
-          f"({worst_sized:.3f} s with the PNG size); longest the kernel was blocked: "
-          f"{worst_answer * 1000:.1f} ms")
+    width = 18
+    print(f"\nseconds from a change of K (1 restart, no moves) to its picture: median "
+          f"(largest) of {args.repeats}; [n]: times the job before was still running")
+    print(f"{'K':>4}" + "".join(f"{name:>{width}}" for name in BEFORE))
+    for k in args.ks:
+        cells = [f"{statistics.median(waits[k, n]):.2f} ({max(waits[k, n]):.2f}) "
+                 f"[{running[k, n]}]" for n in BEFORE]
+        print(f"{k:>4}" + "".join(f"{c:>{width}}" for c in cells))
+    medians = {n: statistics.median(w for k in args.ks for w in waits[k, n]) for n in BEFORE}
+    print("\nmedian over every K: " + ", ".join(f"{n}: {m:.2f} s" for n, m in medians.items()))
+    print(f"largest median at any K and state: "
+          f"{max(statistics.median(w) for w in waits.values()):.2f} s; the kernel was "
+          f"blocked at most {max(blocked) * 1000:.0f} ms by a change")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The interactive explorer (pipeline.explore), driven through its widgets without a
-browser: every change refits with exactly em.fit's numbers, bad choices become
-messages, and nothing is written into the project."""
+"""The interactive explorer (pipeline.explore and the explore_* modules it wires),
+driven through its widgets without a browser: every change refits with exactly
+em.fit's numbers, a newer change stops an older fit, bad choices become messages, the
+settings list makes every widget, and nothing is written into the project."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import datetime
 import io
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,9 @@ from PIL import Image
 
 import em
 from pipeline import experiment, explore, images, paths
+from pipeline import explore_draw as draw, explore_fit as fitting
+from pipeline.explore_jobs import Job, Jobs
+from pipeline.explore_settings import BY_NAME, SETTINGS, ExploreError, Settings, build_widget
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,7 @@ def image_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def explorer(image_dir) -> explore.Explorer:
     return explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
-                            settings=explore.Settings(k=4))
+                            settings=Settings(k=4))
 
 
 def _colours(path: Path):
@@ -59,7 +64,7 @@ def test_a_change_refits_with_the_numbers_of_em_fit(explorer, image_dir, change)
     s = explorer.settings
     colours, counts = _colours(image_dir / "small.png")
     expected = em.fit(colours, s.k, sample_weight=counts, init=s.init, n_init=s.n_init,
-                      split_merge=s.split_merge, tol=explore.TOL, max_iter=explore.MAX_ITER,
+                      split_merge=s.split_merge, tol=fitting.TOL, max_iter=fitting.MAX_ITER,
                       seed=s.seed)
     _assert_same_fit(explorer.result, expected)
     assert "⚠" not in explorer.message
@@ -90,16 +95,15 @@ def test_the_kept_plots_draw_what_fresh_ones_draw(image_dir, monkeypatch):
     (full image and preview), each shows what a new plot draws, nothing left over."""
     monkeypatch.setattr(explore, "PREVIEW_PIXELS", 1200)
     explorer = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
-                                settings=explore.Settings(k=4))
+                                settings=Settings(k=4))
 
     def assert_fresh():
-        picture, n = explorer.picture, explorer.picture.shape[0] * explorer.picture.shape[1]
-        history = explorer._step_history or explorer.result.history
-        previous = explorer._steps[-2] if len(explorer._steps) > 1 else None
-        assert explorer.space_plot.value == explore.RgbSpacePlot().png(
-            picture, explorer.mixture, previous)
-        assert explorer.history_plot.value == explore.HistoryPlot().png(
-            np.asarray(history), n, f"K = {explorer.mixture.k}")
+        shown = explorer.shown
+        picture = shown["picture"]
+        assert explorer.space_plot.value == draw.RgbSpacePlot().png(
+            picture, shown["mixture"], shown["previous"])
+        assert explorer.history_plot.value == draw.HistoryPlot().png(
+            shown["history"], picture.n_pixels, shown["title"], *shown["marks"])
 
     first = explorer.space_plot.value
     explorer.k.value = 6
@@ -132,21 +136,21 @@ def test_labels_switch_between_map_and_nearest_mean_without_refitting(explorer, 
 def test_a_preview_is_said_so_and_the_button_fits_every_pixel(image_dir, monkeypatch):
     monkeypatch.setattr(explore, "PREVIEW_PIXELS", 1200)
     explorer = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
-                                settings=explore.Settings(k=4, seed=1))
+                                settings=Settings(k=4, seed=1))
     h, w = explorer.picture.shape
     assert h * w <= 1200 and abs(h / w - 75 / 64) < 0.05
     assert "preview" in explorer.message and "downscaled from 64 x 75" in explorer.message
     preview = explorer.picture
     _assert_same_fit(explorer.result, em.fit(
-        preview.colours, 4, sample_weight=preview.counts, tol=explore.TOL,
-        max_iter=explore.MAX_ITER, seed=1, split_merge=explorer.settings.split_merge))
+        preview.colours, 4, sample_weight=preview.counts, tol=fitting.TOL,
+        max_iter=fitting.MAX_ITER, seed=1, split_merge=explorer.settings.split_merge))
 
     explorer.full_button.click()
     assert explorer.picture.shape == (75, 64)
     assert "the full image" in explorer.message
     colours, counts = _colours(image_dir / "small.png")
     _assert_same_fit(explorer.result, em.fit(colours, 4, sample_weight=counts,
-                                             tol=explore.TOL, max_iter=explore.MAX_ITER,
+                                             tol=fitting.TOL, max_iter=fitting.MAX_ITER,
                                              seed=1, split_merge=explorer.settings.split_merge))
 
 
@@ -158,13 +162,13 @@ def test_steps_are_plain_em_iterations_from_the_start(explorer, image_dir):
     assert "iteration 5 of restart 1" in explorer.metrics.value
     assert explorer.step_button.description == "EM step 5 → 6"
     # Reference: the kernel's separate E- and M-steps from the same start.
-    mixture = explore.initial_mixture(explorer.picture, explorer.settings)
+    mixture = fitting.initial_mixture(explorer.picture, explorer.settings)
     history = []
     for _ in range(6):
         resp, log_norm = em.e_step(colours, mixture)
         history.append(counts @ log_norm)
         last, mixture = mixture, em.m_step(colours, resp, counts)
-    np.testing.assert_allclose(explorer._step_history, history, rtol=1e-10)
+    np.testing.assert_allclose(explorer.shown["history"], history, rtol=1e-10)
     np.testing.assert_allclose(explorer.mixture.means, last.means, rtol=0, atol=1e-10)
     assert np.all(np.diff(history) > 0)
     explorer.k.value = 5  # any change leaves step mode and refits
@@ -172,10 +176,10 @@ def test_steps_are_plain_em_iterations_from_the_start(explorer, image_dir):
 
 
 def test_the_start_of_steps_is_the_start_of_em_fit(image_dir):
-    picture = explore.prepare("small", images.load_rgb(image_dir / "small.png"))
+    picture = fitting.prepare("small", images.load_rgb(image_dir / "small.png"))
     for init in explore.INITS:
-        settings = explore.Settings(k=6, seed=2, init=init)
-        start = explore.initial_mixture(picture, settings)
+        settings = Settings(k=6, seed=2, init=init)
+        start = fitting.initial_mixture(picture, settings)
         with pytest.warns(em.ConvergenceWarning):
             one = em.fit(picture.colours, 6, sample_weight=picture.counts, init=init,
                          seed=2, max_iter=1, tol=1e-300)
@@ -212,7 +216,7 @@ def test_an_upload_under_the_name_shown_refits_with_the_new_picture(explorer, im
     s = explorer.settings
     _assert_same_fit(explorer.result, em.fit(
         colours, s.k, sample_weight=counts, n_init=s.n_init, split_merge=s.split_merge,
-        tol=explore.TOL, max_iter=explore.MAX_ITER, seed=s.seed))
+        tol=fitting.TOL, max_iter=fitting.MAX_ITER, seed=s.seed))
 
 
 def test_k_above_the_distinct_colours_is_a_message(explorer, image_dir):
@@ -233,14 +237,14 @@ def test_an_unreadable_file_under_images_is_a_message(explorer, image_dir):
 
 
 def test_k_outside_2_to_256_is_refused_before_fitting(image_dir):
-    picture = explore.prepare("small", images.load_rgb(image_dir / "small.png"))
-    with pytest.raises(explore.ExploreError, match="choose K from 2 to 256"):
-        explore.fit(picture, explore.Settings(k=300))
+    picture = fitting.prepare("small", images.load_rgb(image_dir / "small.png"))
+    with pytest.raises(ExploreError, match="choose K from 2 to 256"):
+        fitting.fit(picture, Settings(k=300))
 
 
 def test_an_upload_reads_as_a_file_does(image_dir):
     path = image_dir / "small.png"
-    np.testing.assert_array_equal(explore.load_upload("x.png", path.read_bytes()),
+    np.testing.assert_array_equal(fitting.load_upload("x.png", path.read_bytes()),
                                   images.load_rgb(path))
 
 
@@ -282,16 +286,197 @@ def test_exploring_writes_nothing_into_the_project(explorer, image_dir):
     assert inside == []
 
 
-def test_in_the_background_the_last_change_wins_with_em_fits_numbers(image_dir):
+# ------------------------------------------------------------ the newest change wins
+
+def _shown_and_cancelled(explorer):
+    return [(e.what, e.doing) for e in explorer.events if e.what in ("shown", "cancelled")]
+
+
+def test_a_second_setting_during_a_long_fit_wins_and_the_old_fit_stops(image_dir, monkeypatch):
+    """K = 64 with 3 restarts and split-and-merge moves is running when K is set to 2:
+    the K = 2 fit starts at once, the K = 64 fit stops at the next iteration it starts
+    and never shows; K = 2 does. Each fit is held at its first poll of `cancel` until
+    the test has looked at the screen."""
+    settings = Settings(k=4, n_init=3, split_merge=2)
     explorer = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
-                                settings=explore.Settings(k=4), background=True)
+                                settings=settings, background=True)
+    assert explorer.wait(60)
+    started = {64: threading.Event(), 2: threading.Event()}
+    go_on = {64: threading.Event(), 2: threading.Event()}
+    polls = []  # the K = 64 fit's answers after it was let go on
+    real_fit = explore.fit
+
+    def held_fit(picture, settings, cancel=None):
+        k = settings.k
+
+        def held():
+            if not go_on[k].is_set():
+                started[k].set()
+                go_on[k].wait(60)
+            if k == 64:
+                polls.append(cancel())
+            return cancel()
+        return real_fit(picture, settings, held)
+    monkeypatch.setattr(explore, "fit", held_fit)
+
+    explorer.k.value = 64
+    assert started[64].wait(60)
+    explorer.k.value = 2
+    assert started[2].wait(60)  # the newest fit runs without waiting for the old to stop
+    # The status line is the newest job's; the old pictures are marked stale.
+    assert explorer.message.startswith("fitting K = 2 on the preview")
+    assert all(explore.STALE in w._dom_classes for w in (explorer.segmented, explorer.palette))
+    go_on[64].set()
+    while not any(e.what == "cancelled" for e in explorer.events):
+        go_on[2].wait(0.01)
+    go_on[2].set()
+    assert explorer.wait(60)
+    assert polls == [True]  # the old fit polled once more, and stopped there
+    assert _shown_and_cancelled(explorer) == [
+        ("shown", "fitting K = 4 on the preview"), ("cancelled", "fitting K = 64 on the preview"),
+        ("shown", "fitting K = 2 on the preview")]
+    colours, counts = _colours(image_dir / "small.png")
+    _assert_same_fit(explorer.result, em.fit(colours, 2, sample_weight=counts, n_init=3,
+                                             split_merge=2, tol=fitting.TOL,
+                                             max_iter=fitting.MAX_ITER))
+    assert "K = 2, MAP labels" in explorer.message and "⚠" not in explorer.message
+    assert not any(explore.STALE in w._dom_classes for w in (explorer.segmented, explorer.palette))
+
+
+def test_in_the_background_no_job_shows_after_a_newer_one_was_made(image_dir):
+    explorer = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
+                                settings=Settings(k=4), background=True)
     for k in (5, 6, 7, 8):  # changes made while fits run
         explorer.k.value = k
-    explorer.step_button.click()
-    explorer.step_button.click()
-    explorer.wait()
-    assert explorer._worker is None and "⚠" not in explorer.message
+    assert explorer.wait(60)
+    submitted = {}
+    for event in explorer.events:
+        if event.what == "submitted":
+            submitted[event.job] = event.at
+        if event.what == "drawing":
+            assert max(submitted) == event.job, "a job drew after a newer change"
+    assert _shown_and_cancelled(explorer)[-1] == ("shown", "fitting K = 8 on the preview")
     colours, counts = _colours(image_dir / "small.png")
     _assert_same_fit(explorer.result, em.fit(colours, 8, sample_weight=counts,
-                                             tol=explore.TOL, max_iter=explore.MAX_ITER))
-    assert explorer.step_button.description == "EM step 1 → 2"  # both steps ran, in order
+                                             tol=fitting.TOL, max_iter=fitting.MAX_ITER))
+    explorer.step_button.click()
+    explorer.step_button.click()  # steps queue behind each other: both run, in order
+    assert explorer.wait(60)
+    assert explorer.step_button.description == "EM step 1 → 2"
+    assert [e.what for e in explorer.events[-6:]] == ["submitted", "submitted", "drawing",
+                                                      "shown", "drawing", "shown"]
+
+
+def test_jobs_supersede_all_but_earlier_steps_and_tick_for_the_newest():
+    gate, ran, ticks = threading.Event(), [], []
+    jobs = Jobs(background=True, tick=0.01,
+                on_tick=lambda job, seconds: ticks.append((job.doing, seconds)))
+
+    def run(job):
+        ran.append(job.doing)
+        if job.doing == "fit 1":
+            gate.wait(60)
+            job.stop_if_superseded()
+        ran.append(f"{job.doing} done")
+    first = jobs.submit(Job("fit", "fit 1", run))
+    while not ticks:
+        gate.wait(0.01)
+    steps = [jobs.submit(Job("step", f"step {i}", run)) for i in (1, 2)]
+    assert first.cancelled() and not any(s.cancelled() for s in steps)
+    gate.set()
+    assert jobs.wait(60)
+    assert ran == ["fit 1", "step 1", "step 1 done", "step 2", "step 2 done"]
+    assert [e.what for e in jobs.events if e.job == first.id] == ["submitted", "cancelled"]
+    assert ticks[0][0] == "fit 1" and {d for d, _ in ticks} <= {"fit 1", "step 2"}
+    assert all(b >= a for (d, a), (e, b) in zip(ticks, ticks[1:]) if d == e)
+
+
+# ------------------------------------------------------------ settings and screen
+
+def test_the_settings_list_builds_every_widget_and_its_checks(explorer):
+    picture = explorer.picture
+    for s in SETTINGS:
+        widget = getattr(explorer, s.name)
+        assert widget.value == getattr(Settings(k=4), s.name)
+        assert (widget.description, widget.tooltip) == (s.label, s.help)
+        if s.choices is not None:
+            assert [value for _, value in widget.options] == list(s.choices)
+            bad = "nonsense"
+        else:
+            assert (widget.min, widget.max) == (s.low, s.high)
+            bad = s.high + 1
+        with pytest.raises(ExploreError, match=f"^{s.label}"):
+            fitting.check(Settings(**{s.name: bad}), picture)
+    fits = [s.name for s in SETTINGS if s.fits]
+    assert fits == ["k", "seed", "init", "n_init", "split_merge"]  # em.fit's arguments
+
+
+def test_k_has_presets_and_free_entry():
+    control, shown = build_widget(BY_NAME["k"], 16)
+    presets = shown.children[1]
+    assert [v for _, v in presets.options] == [2, 4, 8, 16, 32, 64, 128, 256]
+    presets.value = 64
+    assert control.value == 64
+    control.value = 20
+    assert presets.value is None
+    control.value = 128
+    assert presets.value == 128
+
+
+def test_the_whole_palette_shows_at_any_k():
+    rng = np.random.default_rng(0)
+    for k in (3, 40, 256):
+        weights = rng.dirichlet(np.ones(k))
+        mixture = em.Mixture(weights, rng.random((k, 3)), rng.random(k) / 100)
+        text = draw.palette_html(mixture, experiment.palette_of(mixture))
+        assert text.count('title="component') == k and f"all {k} component" in text
+        assert ("<br>σ" in text) == (k <= draw.COMPACT_PALETTE)  # numbers under swatches
+
+
+def test_captions_say_what_the_images_are(image_dir, monkeypatch):
+    monkeypatch.setattr(explore, "PREVIEW_PIXELS", 1200)
+    explorer = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
+                                settings=Settings(k=6))
+    h, w = explorer.picture.shape
+    assert f"{w} x {h} pixels" in explorer.original_caption.value
+    assert "a preview of the 64 x 75 image" in explorer.original_caption.value
+    used = len(np.unique(explorer.summary.colour_labels))
+    assert f"{used} of the 6 components hold pixels" in explorer.segmented_caption.value
+    assert "most probable component" in explorer.segmented_caption.value
+    explorer.labels.value = "nearest"
+    assert "whose mean is nearest" in explorer.segmented_caption.value
+
+
+def test_split_and_merge_moves_are_marked_on_the_history(explorer):
+    explorer.k.value = 8
+    explorer.split_merge.value = 2
+    result = explorer.result
+    assert result.moves, "this image and seed keep a move at K = 8"
+    assert "split-and-merge move" in explorer.history_caption.value
+    unmarked = draw.HistoryPlot().png(result.history, explorer.picture.n_pixels,
+                                      explorer.shown["title"])
+    assert explorer.history_plot.value != unmarked
+    explorer.split_merge.value = 0
+    assert "split-and-merge" not in explorer.history_caption.value
+    # The likelihood and the error of the fit before are shown beside this one's.
+    assert "before (split-merge 2)" in explorer.metrics.value
+
+
+def test_a_higher_likelihood_with_a_higher_error_is_pointed_out(explorer):
+    now = explorer.summary
+    from dataclasses import replace
+    worse = replace(now, log_likelihood=now.log_likelihood - 1, error=now.error / 2)
+    better = replace(now, log_likelihood=now.log_likelihood - 1, error=now.error * 2)
+    note = "The likelihood rose and so did the error"
+    assert note in draw.metrics_html(explorer.picture, now, "", 0.1, ("before", worse))
+    assert note not in draw.metrics_html(explorer.picture, now, "", 0.1, ("before", better))
+
+
+def test_uploads_outlive_a_rerun_and_the_upload_button_is_ready_again(explorer, image_dir):
+    explorer.upload_file("kept.png", (image_dir / "four.png").read_bytes())
+    assert explorer.upload.value == ()
+    again = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
+                             settings=Settings(k=4))
+    assert "upload: kept.png" in [value for _, value in again.image.options]
+    again.image.value = "upload: kept.png"
+    assert again.picture.name == "kept.png" and len(again.picture.counts) == 4

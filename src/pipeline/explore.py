@@ -28,6 +28,7 @@ from pipeline.explore_settings import (BY_NAME, INITS, LABELS, SETTINGS, Explore
 
 UPLOAD_PREFIX = "upload: "
 _UPLOADS: dict[str, np.ndarray] = {}  # "upload: name" -> pixels, for the kernel's life
+STEP = "EM step by step"  # the step button's label out of step mode
 STALE = "em-stale"  # the CSS class (explore_draw.STYLE) of pictures a newer change replaces
 
 
@@ -66,8 +67,9 @@ class Explorer:
         self.result: em.FitResult | None = None
         self.mixture: em.Mixture | None = None
         self.summary = None
-        # What is on screen (picture, mixture, history, status, title, previous: the
-        # mixture one step before, marks: (moves, reseeds), button), for a redraw.
+        # What is on screen, for a redraw: picture, mixture, history, status, title
+        # (of the history plot), headline (of the status line), previous (the mixture
+        # one step before), marks ((moves, reseeds) on the history), button (its label).
         self.shown: dict = {}
         self._last_fit = None        # (settings, picture, summary) of the last fit shown
         self._steps: list[em.Mixture] = []   # step mode: the mixture after each step
@@ -108,7 +110,7 @@ class Explorer:
 
         self.full_button = w.Button(description="fit the full image", icon="expand",
                                     tooltip="Fit every pixel of the image, not the preview")
-        self.step_button = w.Button(description="EM step by step", icon="step-forward",
+        self.step_button = w.Button(description=STEP, icon="step-forward",
                                     tooltip="First press: the start; each next press: "
                                             "one EM iteration")
         self.full_button.on_click(lambda _: self.refit(full=True))
@@ -187,7 +189,7 @@ class Explorer:
             widget.add_class(STALE)
 
     def _tick(self, job: Job, seconds: float) -> None:
-        self.jobs.when_newest(job, lambda: self._say(
+        self.jobs.when_newest(job, lambda: job.settled or job.done or self._say(
             f"{job.doing} … {seconds:.1f} s (the dimmed pictures are from before)"))
 
     def _submit(self, kind: str, doing: str, run) -> None:
@@ -200,7 +202,11 @@ class Explorer:
             except Exception as exc:  # keep the widgets usable whatever happened
                 text = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
                 self.jobs.record("failed", job)
-                self.jobs.when_newest(job, lambda: self._say(text, error=True))
+
+                def failed():
+                    job.settled = True
+                    self._say(text, error=True)
+                self.jobs.when_newest(job, failed)
         self.jobs.submit(Job(kind, doing, guarded))
 
     # -- what a change does
@@ -243,8 +249,8 @@ class Explorer:
                     before = (f"before ({describe(old, changed)})", old_summary)
             title = f"K = {r.k}" + (f", the best of {len(r.restarts)} restarts"
                                     if len(r.restarts) > 1 else "")
-            self._show(job, picture, r.mixture, r.history, status, title, before=before,
-                       marks=(r.moves, r.reseeds), result=r, settings=settings)
+            self._show(job, picture, r.mixture, r.history, status, title, f"K = {r.k}",
+                       before=before, marks=(r.moves, r.reseeds), result=r, settings=settings)
         self._submit("fit", f"fitting K = {settings.k} on {what}", run)
 
     def relabel(self) -> None:
@@ -286,8 +292,10 @@ class Explorer:
             status = (f"step by step: iteration {n} of restart 1 "
                       f"({INITS[settings.init]} start, seed {settings.seed})")
             self._show(job, picture, mixture, np.array(self._step_history), status,
-                       f"K = {mixture.k}, step by step", previous=previous, before=before,
-                       button=f"EM step {n} → {n + 1}")
+                       f"K = {mixture.k}, step by step",
+                       f"K = {mixture.k} after EM iteration {n} (step by step)" if n else
+                       f"K = {mixture.k} at the start (step by step)",
+                       previous=previous, before=before, button=f"EM step {n} → {n + 1}")
         self._submit("step", f"EM step on K = {settings.k}", run)
 
     def _on_upload(self, change) -> None:
@@ -319,9 +327,10 @@ class Explorer:
     # -- drawing
 
     def _show(self, job: Job, picture: Picture, mixture: em.Mixture, history: np.ndarray,
-              status: str, title: str, previous: em.Mixture | None = None, before=None,
+              status: str, title: str, headline: str, previous: em.Mixture | None = None,
+              before=None,
               marks=((), ()), result: em.FitResult | None = None, settings=None,
-              button: str = "EM step by step") -> None:
+              button: str = STEP) -> None:
         """Draw one mixture, unless a newer job superseded this one (em.Cancelled)."""
         rule = self.labels.value
         summary, sized = summarise(picture, mixture, rule, history[-1])
@@ -335,16 +344,17 @@ class Explorer:
                 self.result, self._steps, self._step_key = result, [], None
                 self._last_fit = (settings, picture, summary)
             self.shown = dict(picture=picture, mixture=mixture, history=history,
-                              status=status, title=title, previous=previous, marks=marks,
-                              button=button)
+                              status=status, title=title, headline=headline,
+                              previous=previous, marks=marks, button=button)
             seconds = job.elapsed()
             self.metrics.value = draw.metrics_html(picture, summary, status, seconds, before)
             self.timing = {"shown": seconds}
 
             def shown():
+                job.settled = True
                 for widget in self._results:
                     widget.remove_class(STALE)
-                self._say(f"{picture.describe()}. K = {mixture.k}, {LABELS[rule]}s; shown "
+                self._say(f"{picture.describe()}. {headline}, {LABELS[rule]}s; shown "
                           f"{seconds:.2f} s after the change.")
             self.jobs.when_newest(job, shown)
             self.jobs.record("shown", job)
@@ -376,6 +386,6 @@ class Explorer:
         self.palette.value = draw.palette_html(mixture, summary.palette)
         history_plot, space_plot = self._plots
         self.history_plot.value = history_plot.png(history, picture.n_pixels, title, *marks)
-        self.history_caption.value = draw.history_caption(*marks)
+        self.history_caption.value = draw.history_caption(*marks, stepping=button != STEP)
         self.space_plot.value = space_plot.png(picture, mixture, previous)
         self.step_button.description = button

@@ -253,8 +253,9 @@ def segmented_caption(summary: Summary, k: int, rule: str) -> str:
             f"({LABELS[rule]}s; {used} of the {k} components hold pixels)")
 
 
-def history_caption(moves=(), reseeds=()) -> str:
-    text = "Iteration 0 is the start of the winning run."
+def history_caption(moves=(), reseeds=(), stepping: bool = False) -> str:
+    text = ("Iteration 0 is the start of restart 1; each press adds one iteration."
+            if stepping else "Iteration 0 is the start of the winning run.")
     if moves:
         text += (" Dashed: a kept split-and-merge move started EM again from the changed "
                  "mixture (the likelihood drops there, then climbs above its level before).")

@@ -34,6 +34,7 @@ class Job:
     id: int = 0
     submitted: float = field(default_factory=time.perf_counter)
     superseded: bool = False
+    settled: bool = False  # its result or its error is on screen (it may still be finishing)
     done: bool = False
 
     def cancelled(self) -> bool:
@@ -163,7 +164,7 @@ class Jobs:
                     self._ticker = None
                     return
                 job = self.newest
-            if self.on_tick and job is not None and not job.done:
+            if self.on_tick and job is not None and not (job.done or job.settled):
                 self.on_tick(job, job.elapsed())
 
     def wait(self, timeout: float | None = None) -> bool:

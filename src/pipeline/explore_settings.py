@@ -128,7 +128,7 @@ def build_widget(setting: Setting, value):
     presets = w.ToggleButtons(options=[(str(p), p) for p in setting.presets],
                               value=value if value in setting.presets else None,
                               tooltip=setting.help,
-                              style={"button_width": "38px"})
+                              style={"button_width": "auto"})
 
     def from_preset(change):
         if change["new"] is not None:

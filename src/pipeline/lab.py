@@ -33,6 +33,9 @@ CONFIG = {
     "ServerApp": {"log_level": "WARN"},
     "LabApp": {"log_level": "WARN", "default_url": f"/lab/tree/{FIRST_NOTEBOOK}"},
 }
+# JupyterLab's own settings: no pop-up asking to fetch Jupyter's news.
+LAB_SETTINGS = {"@jupyterlab/apputils-extension:notification": {
+    "fetchNews": "false", "checkForUpdates": False}}
 
 
 def strip(notebook: dict, committed: dict | None = None) -> dict:
@@ -86,12 +89,13 @@ def first_screen(url: str) -> str:
 
 
 def _explorer_url(serverapp) -> str:
-    """The address of the first notebook on the running server, with its token."""
-    from urllib.parse import urlencode
+    """The address of the first notebook on the running server, with its token (the
+    server's public_url hides a token it did not generate)."""
+    from urllib.parse import urlencode, urlsplit
 
-    parts = serverapp._get_urlparts(path=serverapp.default_url)
     token = serverapp.identity_provider.token
-    return parts._replace(query=urlencode({"token": token}) if token else "").geturl()
+    return urlsplit(serverapp.public_url)._replace(
+        query=urlencode({"token": token}) if token else "").geturl()
 
 
 def _jupyter_server_extension_points():
@@ -108,12 +112,14 @@ def _load_jupyter_server_extension(serverapp) -> None:
 
 
 def configure(prefix: str | os.PathLike = sys.prefix) -> list[Path]:
-    """Write EXTENSION and CONFIG where the server of the environment at `prefix`
-    reads them; return the files."""
+    """Write EXTENSION, CONFIG and LAB_SETTINGS where the server of the environment
+    at `prefix` and its JupyterLab read them; return the files."""
     folder = Path(prefix, "etc", "jupyter")
     written = []
     for path, config in ((folder / "jupyter_server_config.d" / "em-project.json", EXTENSION),
-                         (folder / "jupyter_server_config.json", CONFIG)):
+                         (folder / "jupyter_server_config.json", CONFIG),
+                         (Path(prefix, "share", "jupyter", "lab", "settings", "overrides.json"),
+                          LAB_SETTINGS)):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         written.append(path)

@@ -115,32 +115,35 @@ class Explorer:
                                             "one EM iteration")
         self.full_button.on_click(lambda _: self.refit(full=True))
         self.step_button.on_click(lambda _: self.step())
-        self.status = w.HTML()
+
+        def text(value="", **layout):  # tooltip "": no title="null" on the empty label
+            return w.HTML(value, tooltip="", **layout)
+        self.status = text()
 
         def picture(width):
             return w.Image(format="png", layout=w.Layout(width=width))
 
         def caption(width):
-            return w.HTML(layout=w.Layout(width=width)).add_class("em-caption")
+            return text(layout=w.Layout(width=width)).add_class("em-caption")
         self.original, self.original_caption = picture("360px"), caption("360px")
         self.segmented, self.segmented_caption = picture("360px"), caption("360px")
-        self.history_plot, self.history_caption = picture("432px"), caption("432px")
+        self.history_plot, self.history_caption = picture("432px"), caption("846px")
         self.space_plot = picture("414px")
-        self.palette, self.metrics = w.HTML(), w.HTML()
-        self.notes = w.HTML(f"<p class='em-caption'>{draw.LIKELIHOOD_NOTE}</p>"
-                            f"<p class='em-caption'>{draw.ERROR_NOTE}</p>")
+        self.palette, self.metrics = text(), text()
+        self.notes = text(f"<p class='em-caption'>{draw.LIKELIHOOD_NOTE}</p>"
+                          f"<p class='em-caption'>{draw.ERROR_NOTE}</p>")
         self._results = (self.segmented, self.segmented_caption, self.palette,
                          self.history_plot, self.history_caption, self.space_plot,
                          self.metrics)
 
         self.widget = w.VBox([
-            w.HTML(draw.STYLE), *rows,
+            text(draw.STYLE), *rows,
             w.HBox([self.full_button, self.step_button]),
             self.status,
             w.HBox([w.VBox([self.original, self.original_caption]),
                     w.VBox([self.segmented, self.segmented_caption])]),
             self.palette,
-            w.HBox([w.VBox([self.history_plot, self.history_caption]), self.space_plot]),
+            w.HBox([self.history_plot, self.space_plot]), self.history_caption,
             self.metrics, self.notes,
         ])
         self.image.observe(lambda _: self.refit(), names="value")

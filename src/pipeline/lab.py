@@ -107,8 +107,8 @@ def _load_jupyter_server_extension(serverapp) -> None:
 
     def announce():
         print(first_screen(_explorer_url(serverapp)), flush=True)
-    # After the server's own start-up lines, once it is listening.
-    serverapp.io_loop.call_later(0.2, announce)
+    # Once the server listens: the loop's first callback, before any request is served.
+    serverapp.io_loop.add_callback(announce)
 
 
 def configure(prefix: str | os.PathLike = sys.prefix) -> list[Path]:

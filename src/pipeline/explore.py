@@ -52,9 +52,9 @@ class Explorer:
     Every job catches a bad choice and shows its message in `message`; what is shown
     is kept in `result` (the FitResult of the last fit), `mixture`, `summary` and
     `picture`; `events` records what happened to each job (explore_jobs.Event). With
-    background=True (the notebook's) jobs run on a worker thread, so the kernel
+    background=True (the notebook's) jobs run on worker threads, so the kernel
     answers a widget at once, and a change stops the fit running; `wait()` waits for
-    the worker. With background=False every callback has finished when it returns.
+    them. With background=False every callback has finished when it returns.
     """
 
     def __init__(self, image: str = "", images_dir: Path | None = None,

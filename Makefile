@@ -232,9 +232,11 @@ $(LAB)/.installed: requirements-lab.txt $(ENV) src/pipeline/lab.py
 
 # As root (containers, CI) JupyterLab needs --allow-root; without a display it opens no
 # browser. It ends with the address to open (with a fresh token, unless JUPYTER_TOKEN is
-# set). More options: make lab LAB_ARGS="--port=8890 --ip=0.0.0.0"
+# set). More options: make lab LAB_ARGS="--port=8890 --ip=0.0.0.0"; another folder of
+# notebooks: LAB_NOTEBOOKS=path
 LAB_ARGS ?=
-LAB_FLAGS = --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) \
+LAB_NOTEBOOKS ?= notebooks
+LAB_FLAGS = --notebook-dir=$(LAB_NOTEBOOKS) $(if $(filter 0,$(shell id -u)),--allow-root) \
   $(if $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) $(LAB_ARGS)
 lab: $(LAB)/.installed ## Open JupyterLab on notebooks/ (explore.ipynb first) with the project's kernel
 	@echo "Starting JupyterLab: $(LAB)/bin/jupyter lab $(strip $(LAB_FLAGS))"

@@ -1267,10 +1267,10 @@ def test_fit_starts_from_init_kmeans_plus_plus_with_the_same_draws(k):
     np.testing.assert_array_equal(first.means, step.means)
 
 
-def test_cancel_stops_the_fit_between_iterations():
-    """cancel is polled before every restart and between iterations: a callback that
-    turns True at its third poll stops the fit there with Cancelled (after the first
-    restart's second iteration), and one that never does changes nothing."""
+def test_cancel_stops_the_fit_between_iterations_and_draws():
+    """cancel is polled before every restart, between iterations and before every draw
+    and Lloyd step of the seeding: a callback that turns True at its n-th poll stops
+    the fit there with Cancelled, and one that never does changes nothing."""
     X = photo(40)
     polls = []
 
@@ -1280,13 +1280,18 @@ def test_cancel_stops_the_fit_between_iterations():
             return len(polls) > n
         return cancel
 
-    with pytest.raises(em.Cancelled):
-        em.fit(X, 3, n_init=2, seed=0, cancel=after(2))
+    start = em.init_kmeans_plus_plus(X, np.ones(len(X)), 4, np.random.default_rng(0))
+    with pytest.raises(em.Cancelled):  # the restart, then after iterations 1 and 2
+        em.fit(X, 4, init=start, cancel=after(2))
     assert len(polls) == 3
+    polls.clear()
+    with pytest.raises(em.Cancelled):  # the restart, then before draws 2, 3, 4
+        em.fit(X, 64, seed=0, cancel=after(3))
+    assert len(polls) == 4
     plain = em.fit(X, 3, n_init=2, seed=0)
     polls.clear()
     kept = em.fit(X, 3, n_init=2, seed=0, cancel=after(10 ** 9))
-    assert len(polls) >= plain.n_iter
+    assert len(polls) >= plain.n_iter + 2 * (3 - 1 + em.seeding.LLOYD_ITERATIONS)
     np.testing.assert_array_equal(kept.means, plain.means)
     assert kept.history.tolist() == plain.history.tolist()
 

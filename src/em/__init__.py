@@ -51,8 +51,9 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
     the textbook E-step on all rows at once; the same fit to rounding); block_rows: rows
     per block (None: from k); accelerate: SQUAREM (False: plain EM; both stop on a plain EM
     step that gains less than tol, near one of EM's fixed points); split_merge: after the restarts, this many best-ranked moves tried per
-    round (0: none); cancel: None or a callable polled between iterations and starts,
-    whose True raises Cancelled (an interactive caller's newer request).
+    round (0: none); cancel: None or a callable polled between iterations, restarts,
+    the seeding's draws and the moves' passes, whose True raises Cancelled (an
+    interactive caller's newer request).
     """
     X, w, k = validation.fit_arguments(
         X, k, sample_weight, tol=tol, max_iter=max_iter, n_init=n_init, var_floor=var_floor,
@@ -75,7 +76,7 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
         if not isinstance(init, str):
             return start
         if init == "kmeans++":
-            return seeding.kmeans_plus_plus(blocks, k, rng, var_floor)
+            return seeding.kmeans_plus_plus(blocks, k, rng, var_floor, cancel=cancel)
         return seeding.init_random(X64, w, k, rng)
 
     steps = squarem.accelerated if accelerate else core.em_steps

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from em import blocked
-from em.core import QUANTISATION_VARIANCE, Mixture
+from em.core import QUANTISATION_VARIANCE, Mixture, check_cancel
 
 LLOYD_ITERATIONS = 10  # weighted Lloyd steps after the k-means++ draws
 
@@ -64,8 +64,10 @@ def nearest_centre(X, centres) -> tuple[np.ndarray, np.ndarray]:
     return labels, (diff * diff).sum(axis=1)
 
 
-def _greedy_centres(blocks: blocked.Blocks, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy k-means++ centres (k, D), as c - shift (see init_kmeans_plus_plus)."""
+def _greedy_centres(blocks: blocked.Blocks, k: int, rng: np.random.Generator,
+                    cancel=None) -> np.ndarray:
+    """Greedy k-means++ centres (k, D), as c - shift (see init_kmeans_plus_plus); cancel
+    is polled before every draw."""
     xa, w = blocks.xa64, blocks.w
     n, d = xa.shape[0], xa.shape[1] - 2
     n_candidates = 2 + int(math.log(k))
@@ -93,6 +95,7 @@ def _greedy_centres(blocks: blocked.Blocks, k: int, rng: np.random.Generator) ->
         return sq, np.einsum("n,nc->c", w[sl], sq)
 
     for j in range(1, k):
+        check_cancel(cancel)
         cumulative = np.cumsum(w * closest_sq)
         if not cumulative[-1] > 0:
             raise ValueError(
@@ -112,13 +115,16 @@ def _greedy_centres(blocks: blocked.Blocks, k: int, rng: np.random.Generator) ->
 
 
 def kmeans_plus_plus(blocks: blocked.Blocks, k: int, rng: np.random.Generator,
-                     var_floor: float, lloyd_iterations: int = LLOYD_ITERATIONS) -> Mixture:
-    """init_kmeans_plus_plus on prepared samples."""
+                     var_floor: float, lloyd_iterations: int = LLOYD_ITERATIONS,
+                     cancel=None) -> Mixture:
+    """init_kmeans_plus_plus on prepared samples; cancel (fit's) is polled before every
+    draw and every Lloyd step."""
     Y, w = blocks.xa64[:, :-2], blocks.w
     d = Y.shape[1]
-    centres = _greedy_centres(blocks, k, rng)
+    centres = _greedy_centres(blocks, k, rng, cancel)
     weighted = np.ascontiguousarray((Y * w[:, None]).T)  # (D, N): w_n y_n, by coordinate
     for _ in range(lloyd_iterations):
+        check_cancel(cancel)
         labels, _ = _nearest(blocks, centres, distances=False)
         nk = np.bincount(labels, weights=w, minlength=k)
         sums = np.stack([np.bincount(labels, weights=weighted[j], minlength=k)

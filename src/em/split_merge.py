@@ -43,7 +43,7 @@ def merged_pairs(mixture: Mixture, pairs: np.ndarray) -> Mixture:
     return Mixture(weight, mean, (w[i] * spread[0] + w[j] * spread[1]) / weight)
 
 
-def move_gains(blocks: blocked.Blocks, mixture: Mixture, var_floor: float):
+def move_gains(blocks: blocked.Blocks, mixture: Mixture, var_floor: float, cancel=None):
     """Predicted changes of the log-likelihood: of merging each candidate pair, and of
     splitting each component in two, with the others held fixed.
 
@@ -109,6 +109,7 @@ def move_gains(blocks: blocked.Blocks, mixture: Mixture, var_floor: float):
                                 y[:, :d], y[:, d + 1:]], axis=1)
         return merge, (resp * blocks.w[sl, None]).T @ terms
 
+    core.check_cancel(cancel)
     parts = blocks.map(first_pass)
     merge = np.sum([part[0] for part in parts], axis=0)
     # each component's share: sum r w y y^T (K, D, D), sum r w y (K, D), sum r w (K,)
@@ -148,6 +149,7 @@ def move_gains(blocks: blocked.Blocks, mixture: Mixture, var_floor: float):
 
     total_weight = float(blocks.w.sum())
     for iteration in range(SPLIT_ITERATIONS + 1):
+        core.check_cancel(cancel)
         model2 = core.log_joint_model(halves, shift, blocks.radius)
         reached = blocks.reaches(model2, model)
         relevant = live | reached[:, 0::2] | reached[:, 1::2]
@@ -218,7 +220,7 @@ def search(blocks: blocked.Blocks, run, best: core.FitResult, var_floor: float, 
     history, reseeds, moves = list(best.history), list(best.reseeds), []
     trials = 0
     while True:
-        pairs, merge, halves, gains = move_gains(blocks, best, var_floor)
+        pairs, merge, halves, gains = move_gains(blocks, best, var_floor, cancel)
         ranked = ranked_moves(pairs, merge, gains)
         batch = disjoint_batch(ranked, pairs, best.k // BATCH_SHARE)
         starts = ([batch] if len(batch) > 1 else []) + list(ranked[:tries, None])

@@ -27,6 +27,7 @@ from nbconvert.exporters.pdf import LatexFailed
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbconvert.preprocessors import Preprocessor, TagRemovePreprocessor
 from traitlets import Unicode
+from traitlets.config import Config
 
 from pipeline.atomic import atomic_path
 
@@ -165,7 +166,9 @@ def _exporter(cls, fmt: str, **kw):
 
 
 def to_html(nb) -> bytes:
-    body, _ = _exporter(HTMLExporter, "html").from_notebook_node(nb)
+    exporter = _exporter(HTMLExporter, "html",   # no code is shown: no code highlighting
+                         config=Config({"CSSHTMLHeaderPreprocessor": {"enabled": False}}))
+    body, _ = exporter.from_notebook_node(nb)
     return body.encode("utf-8")
 
 

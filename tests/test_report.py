@@ -15,6 +15,7 @@ set) or where they could be installed (root with apt-get), and are skipped elsew
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ from pipeline.run_notebook import run
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-KS = (2, 3)
+KS = (2, 8)   # 8: the K whose fit the report shows in motion
 TEX_TOOLS = ("xelatex", "latexmk", "pandoc", "pdftotext")
 
 RAW_LATEX = ("\\begin", "\\end{", "\\frac", "\\mathcal", "\\sum", "\\left", "\\right",
@@ -157,6 +158,7 @@ def study(tmp_path_factory, executed_derivation):
          "bench_data": str(bench_data)},
         cwd=str(NOTEBOOKS), progress_bar=False)
     return SimpleNamespace(tmp=tmp, out=out, derivation=executed_derivation, report=report,
+                           results=results,
                            derivation_nb=nbformat.read(executed_derivation, as_version=4),
                            report_nb=nbformat.read(report, as_version=4))
 
@@ -195,9 +197,8 @@ def test_html_is_one_file_with_embedded_images(html):
 
 @pytest.mark.slow
 def test_html_needs_no_network(html):
-    scripts = html.soup.find_all("script")
-    assert len(scripts) == 1 and not scripts[0].get("src"), "only the slider's inline script"
-    assert scripts[0].find_parent(id="k-slider") is not None
+    for script in html.soup.find_all("script"):
+        assert not script.get("src") and "http" not in script.get_text(), script
     for element in html.soup.find_all(True):
         for attribute in ("src", "srcset", "data", "poster"):
             value = element.get(attribute)
@@ -264,7 +265,7 @@ def test_every_figure_has_the_alt_text_its_notebook_gives(html, study):
     in order, and nothing else stands in for a missing one."""
     given = []
     for output in [*outputs(study.report_nb), *outputs(study.derivation_nb)]:
-        if "image/png" in output.get("data", {}):
+        if "image/png" in output.get("data", {}) and "text/html" not in output.data:
             meta = output.get("metadata", {}).get("em_report", {})
             assert meta.get("alt", "").strip(), f"a figure without alt text: {meta.get('caption')}"
             given.append(meta["alt"])
@@ -281,11 +282,38 @@ def test_html_has_the_date_and_the_slider_with_every_k_embedded(html, study):
     slider = html.soup.find(id="k-slider")
     frames = slider.find_all("figure")
     assert [int(f["data-k"]) for f in frames] == list(KS)
-    assert sum(1 for f in frames if not f.has_attr("hidden")) == 1
-    for frame in frames:
+    for frame in frames:   # the palette PNG itself, and a swatch per component
         assert frame.img["src"].startswith("data:image/png;base64,")
         assert len(frame.select(".swatches span")) == int(frame["data-k"])
-    assert slider.find("input", type="range")["max"] == str(len(KS) - 1)
+
+
+@pytest.mark.slow
+def test_html_sliders_show_and_announce_one_frame(html):
+    """Each slider shows the frame its range input points at, and says which (the
+    visible label and aria-valuetext: "K = 16", not "3")."""
+    sliders = html.soup.select(".report-slider")
+    assert {s["id"] for s in sliders} == {"k-slider", "em-motion"}
+    for slider in sliders:
+        control = slider.find("input", type="range")
+        frames = slider.find_all("figure")
+        shown = [f for f in frames if not f.has_attr("hidden")]
+        assert len(shown) == 1 and frames.index(shown[0]) == int(control["value"])
+        assert int(control["max"]) == len(frames) - 1
+        assert control["aria-valuetext"] == shown[0]["data-label"] == slider.output.get_text()
+    labels = [f["data-label"] for f in html.soup.find(id="k-slider").find_all("figure")]
+    assert labels == [f"K = {k}" for k in KS]
+
+
+@pytest.mark.slow
+def test_em_in_motion_steps_through_the_iterations_the_pdf_draws(html, study):
+    """The motion figure's HTML form: one frame per iteration of the run's snapshots
+    (learned.json), under the figure's caption; the PDF has the figure's static frames."""
+    snapshots = json.loads((study.results / "k-8" / "learned.json").read_text())["motion"]["snapshots"]
+    motion = html.soup.find(id="em-motion")
+    assert [f["data-label"] for f in motion.find_all("figure")] == \
+        [f"iteration {s['iteration']}" for s in snapshots]
+    caption = collapse(motion.find_parent("figure").find("figcaption", recursive=False).get_text())
+    assert re.match(r"Figure \d+\. ", caption), caption
 
 
 # ---------------------------------------------------------------------------
@@ -421,6 +449,31 @@ def small_notebook(tmp_path, markdown: str, name: str, title: str = "Title") -> 
     path = tmp_path / name
     nbformat.write(nb, path)
     return path
+
+
+def test_html_figures_are_lossless_webp_unless_marked_photographs():
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, "PNG")
+    output = nbformat.v4.new_output("display_data", metadata={"em_report": {}},
+                                    data={"image/png": base64.b64encode(png.getvalue()).decode()})
+
+    def webp(output):
+        uri = render.web_image(output)
+        assert uri.startswith("data:image/webp;base64,")
+        return base64.b64decode(uri.split(",", 1)[1])
+
+    lossless = webp(output)
+    assert lossless[12:16] == b"VP8L"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(lossless)).convert("RGB")), pixels)
+    output.metadata["em_report"]["photo"] = True
+    assert webp(output)[12:16] == b"VP8 "   # lossy
 
 
 def test_cli_names_a_missing_input_and_writes_nothing(tmp_path, capsys):

@@ -4,6 +4,7 @@ README's copies. Figures are 7 inches wide with 11 pt text (9 pt or more in prin
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 from pathlib import Path
@@ -54,10 +55,12 @@ class Numbered:
         return f"Figure {self.prefix}{self.numbers.setdefault(key, len(self.numbers) + 1)}"
 
     def show(self, fig, caption: str, alt: str, *, key=None, exact: bool = False,
-             save_as: str = "", save_width_px: int = 800) -> None:
+             photo: bool = False, html: str = "", save_as: str = "",
+             save_width_px: int = 800) -> None:
         """Display `fig` as the figure `key`; exact=True keeps its size and dpi (image
-        grids)."""
-        from IPython.display import Image, display
+        grids); photo=True marks a figure of photographs or maps over them (the HTML
+        stores it lossy); `html`: the figure's interactive form, which the HTML shows."""
+        from IPython.display import display
 
         name = self.ref(key if key is not None else object())
         self.shown += 1
@@ -68,8 +71,10 @@ class Numbered:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=fig.dpi,
                     **({} if exact else {"bbox_inches": "tight", "pad_inches": 0.05}))
-        display(Image(data=buffer.getvalue()),
-                metadata={"em_report": {"caption": f"**{name}.** {caption}", "alt": alt}})
+        data = {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+                "text/plain": name, **({"text/html": html} if html else {})}
+        meta = {"caption": f"**{name}.** {caption}", "alt": alt, **({"photo": True} if photo else {})}
+        display(data, raw=True, metadata={"em_report": meta})
         if save_as and self.staging_dir:
             with atomic.atomic_path(self.staging_dir / save_as) as tmp:
                 fig.savefig(tmp, format="png", dpi=save_width_px / fig.get_figwidth())
@@ -344,44 +349,78 @@ def colour_cloud(cloud: dict, model: dict):
     return fig
 
 
+def _motion_view(cloud: dict):
+    """The colours projected on their two main axes: (project, points, lower, upper)."""
+    rgb = np.asarray(cloud["rgb"]) / 255.0
+    centre = rgb.mean(axis=0)
+    _, _, vt = np.linalg.svd(rgb - centre, full_matrices=False)
+
+    def project(x):
+        return (np.asarray(x) - centre) @ vt[:2].T
+
+    points = project(rgb)
+    return project, points, points.min(axis=0) - 0.08, points.max(axis=0) + 0.08
+
+
+def _motion_panel(ax, snap: dict, view) -> None:
+    """One iteration of EM in motion: the colours (grey), and each component as a circle
+    of radius sigma in its mean colour."""
+    project, points, lo, hi = view
+    ax.scatter(*points.T, s=1, color="0.7", linewidths=0)
+    means = np.asarray(snap["means"])
+    for m, s in zip(means, np.sqrt(np.asarray(snap["variances"]))):
+        # add_artist: the limits are set below, so no data limits to update
+        ax.add_artist(Circle(project(m), s, facecolor="none", edgecolor=np.clip(m, 0, 1), lw=2))
+    ax.plot(*project(means).T, marker="+", color="k", ms=5, ls="none")
+    ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1])
+    ax.set_aspect("equal")
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(f"iteration {snap['iteration']}", fontsize=SMALL, pad=2)
+
+
+def _motion_curve(ax, motion: dict, picks: list, xlabel: str) -> None:
+    """The log-likelihood per pixel after every iteration, the iterations `picks` in red."""
+    ll = np.asarray(motion["log_likelihood_per_pixel"])
+    ax.plot(np.arange(len(ll)), ll, color="C0")
+    ax.plot(picks, ll[picks], "o", color="C3", ms=5)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("log L per pixel")
+
+
 def motion(motion: dict, cloud: dict):
     """EM step by step: the colours projected on their two main axes (grey), each
     component as a circle of radius sigma in its mean colour, at a few iterations;
     below, the log-likelihood per pixel after every iteration."""
-    rgb = np.asarray(cloud["rgb"]) / 255.0
-    centre = rgb.mean(axis=0)
-    _, _, vt = np.linalg.svd(rgb - centre, full_matrices=False)
-    axes2 = vt[:2].T
-    points = (rgb - centre) @ axes2
+    view = _motion_view(cloud)
+    _, _, lo, hi = view
     snaps = motion["snapshots"]
     ncols = 3
     nrows = -(-len(snaps) // ncols)
-    lo, hi = points.min(axis=0) - 0.08, points.max(axis=0) + 0.08
     panel_h = (WIDTH / ncols) * (hi[1] - lo[1]) / (hi[0] - lo[0])
     fig = plt.figure(figsize=(WIDTH, nrows * (panel_h + 0.25) + 1.35), layout="constrained")
     grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[panel_h + 0.25] * nrows + [1.1])
     for i, snap in enumerate(snaps):
-        ax = fig.add_subplot(grid[i // ncols, i % ncols])
-        ax.scatter(*points.T, s=1, color="0.7", linewidths=0)
-        means = np.asarray(snap["means"])
-        for m, s in zip(means, np.sqrt(np.asarray(snap["variances"]))):
-            # add_artist: the limits are set below, so no data limits to update
-            ax.add_artist(Circle((m - centre) @ axes2, s, facecolor="none",
-                                 edgecolor=np.clip(m, 0, 1), lw=2))
-        ax.plot(*((means - centre) @ axes2).T, marker="+", color="k", ms=5, ls="none")
-        ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1])
-        ax.set_aspect("equal")
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f"iteration {snap['iteration']}", fontsize=SMALL, pad=2)
-    ax = fig.add_subplot(grid[nrows, :])
-    ll = np.asarray(motion["log_likelihood_per_pixel"])
-    picks = [s["iteration"] for s in snaps]
-    ax.plot(np.arange(len(ll)), ll, color="C0")
-    ax.plot(picks, ll[picks], "o", color="C3", ms=5)
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("iteration (red: the panels above)")
-    ax.set_ylabel("log L per pixel")
+        _motion_panel(fig.add_subplot(grid[i // ncols, i % ncols]), snap, view)
+    _motion_curve(fig.add_subplot(grid[nrows, :]), motion, [s["iteration"] for s in snaps],
+                  "iteration (red: the panels above)")
     return fig
+
+
+def motion_frames(motion: dict, cloud: dict, width: float = WIDTH / 2) -> list:
+    """motion() one iteration at a time (the HTML's iteration slider): per snapshot, a
+    figure of its panel above the log-likelihood curve, the iteration marked."""
+    view = _motion_view(cloud)
+    _, _, lo, hi = view
+    panel_h = width * (hi[1] - lo[1]) / (hi[0] - lo[0]) + 0.25
+    frames = []
+    for snap in motion["snapshots"]:
+        fig = plt.figure(figsize=(width, panel_h + 1.6), layout="constrained")
+        top, bottom = fig.subplots(2, 1, height_ratios=[panel_h, 1.4])
+        _motion_panel(top, snap, view)
+        _motion_curve(bottom, motion, [snap["iteration"]], "iteration (red: the panel above)")
+        frames.append(fig)
+    return frames
 
 
 def certainty(entropy_map: np.ndarray, relabelled: np.ndarray, rgb: np.ndarray,

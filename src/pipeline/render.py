@@ -12,7 +12,9 @@ atomically. `publish` moves a finished report (HTML, PDF, figures) into place to
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
+import io
 import os
 import re
 import shutil
@@ -26,6 +28,7 @@ from nbconvert.exporters import HTMLExporter, PDFExporter
 from nbconvert.exporters.pdf import LatexFailed
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbconvert.preprocessors import Preprocessor, TagRemovePreprocessor
+from PIL import Image
 from traitlets import Unicode
 from traitlets.config import Config
 
@@ -165,8 +168,23 @@ def _exporter(cls, fmt: str, **kw):
     return exporter
 
 
+# A figure's PNG as the HTML embeds it: WebP, lossy for photographs and maps over them
+# (the notebook marks them: em_report.photo), else lossless; a third to a fifth of the PNG.
+WEBP = {"photo": {"quality": 85, "method": 4}, "other": {"lossless": True, "quality": 50, "method": 1}}
+
+
+def web_image(output) -> str:
+    """The data: URI of a figure output's image, as WebP (see WEBP)."""
+    photo = output.get("metadata", {}).get("em_report", {}).get("photo", False)
+    with Image.open(io.BytesIO(base64.b64decode(output.data["image/png"]))) as image:
+        buffer = io.BytesIO()
+        image.save(buffer, "WEBP", **WEBP["photo" if photo else "other"])
+    return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def to_html(nb) -> bytes:
-    exporter = _exporter(HTMLExporter, "html",   # no code is shown: no code highlighting
+    exporter = _exporter(HTMLExporter, "html", filters={"web_image": web_image},
+                         # no code is shown: no code highlighting
                          config=Config({"CSSHTMLHeaderPreprocessor": {"enabled": False}}))
     body, _ = exporter.from_notebook_node(nb)
     return body.encode("utf-8")

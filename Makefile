@@ -197,13 +197,13 @@ seeds: $(ENV) | check-params ## Every K with 5 seeds + the study's random start 
 	$(PY) -m pipeline.study '$(IMAGE)' $(SEEDS_DATA) $(SWEEP_ARGS)
 
 # ---- Checks
-# The whole suite on every core (pytest-xdist), a test file to a worker: a module's fixtures
-# (a study run through the notebooks, say) are made once.
+# The tests on every core (pytest-xdist), a test file to a worker: a module's fixtures (a
+# study run through the notebooks, say) are made once.
 test: $(DEV) ## Run the test suite
 	$(PY) -m pytest -n auto --dist loadfile
 
 test-quick: $(DEV) ## The tests not marked slow (no make, papermill or rendering)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n auto --dist loadfile -m "not slow"
 
 bench: $(DEV) ## Benchmark the kernel against scikit-learn (tables + report/data/bench.json)
 	$(PY) benchmarks/bench_em.py

@@ -35,8 +35,12 @@ def run_file(results_dir, k: int, name: str) -> Path:
 
 
 def read_json(path) -> dict:
+    """A JSON file; one that does not parse raises ValueError naming it."""
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except ValueError as exc:
+            raise ValueError(f"{path} is damaged: {exc}") from None
 
 
 def load_png(results_dir, k: int, name: str = experiment.SEGMENTED_FILE,
@@ -44,8 +48,12 @@ def load_png(results_dir, k: int, name: str = experiment.SEGMENTED_FILE,
     """One K's PNG as a uint8 array: (H, W, 3) for mode "RGB", (H, W) for "L"."""
     from PIL import Image
 
-    with Image.open(run_file(results_dir, k, name)) as im:
-        return np.asarray(im.convert(mode))
+    path = run_file(results_dir, k, name)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode))
+    except (OSError, SyntaxError, ValueError) as exc:  # not an image, truncated
+        raise ValueError(f"{path} is damaged: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Run a notebook with papermill, safely in parallel, and keep only complete results.
 
     python -m pipeline.run_notebook INPUT.ipynb OUTPUT.ipynb [--cwd DIR] [-p NAME VALUE]...
-                                    [--stage NAME]
+                                    [--stage NAME [--key KEY.json]]
 
 Like `papermill INPUT OUTPUT -p NAME VALUE`, with these differences:
 - The kernel talks to papermill over Unix sockets (ZeroMQ's ipc transport) instead
@@ -14,15 +14,20 @@ Like `papermill INPUT OUTPUT -p NAME VALUE`, with these differences:
   when every cell succeeded, so OUTPUT exists only for a complete run.
 - With --stage NAME, OUTPUT's directory is the unit: the notebook gets a fresh
   staging directory as parameter NAME, writes its results there, the executed
-  notebook is saved into it, and only then does it replace OUTPUT's directory.
-  A failed or killed run leaves the previous results exactly as they were.
+  notebook is saved into it, then a manifest of every file with its checksum and
+  the cache key of KEY.json (pipeline.cache), and only then does it replace
+  OUTPUT's directory. A failed or killed run leaves the previous results exactly
+  as they were.
 - A failure is one line on stderr (cell, exception, or a kernel that died), not a
-  traceback; temporaries that a killed run left beside OUTPUT are removed first.
+  traceback, and Ctrl-C stops it quietly; temporaries that a killed run left beside
+  OUTPUT are removed first.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import re
@@ -36,6 +41,9 @@ import papermill
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 
+from pipeline import cache
+from pipeline.atomic import remove as _remove
+
 KERNEL_DIR_PREFIX = "em-kernel-"  # + <pid of the papermill process>-<random>
 # Temporaries beside an output, named after the process that made them:
 # .<name>.<pid>.part.ipynb (a notebook), .<name>.<pid>.part and .<name>.<pid>.old (directories).
@@ -45,7 +53,11 @@ _TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(part|part\.ipynb|old)")
 class IPCKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel listens on Unix sockets, not TCP ports, with its
     sockets and connection file in one private directory /tmp/em-kernel-<pid>-<random>/
-    that is removed when the kernel stops."""
+    that is removed when the kernel stops. The kernel process's own stderr (not its
+    cells', which go into the notebook) is kept there too, in `last_stderr` after it
+    stopped: a kernel stopped by Ctrl-C in the middle of a cell complains there."""
+
+    last_stderr = ""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -60,9 +72,17 @@ class IPCKernelManager(AsyncKernelManager):
         if not self.shutting_down:
             await super()._async_interrupt_kernel()
 
+    async def _async_pre_start_kernel(self, **kw):
+        kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
+        self._stderr = open(os.path.join(self.kernel_dir, "stderr"), "ab")
+        return kernel_cmd, {**kw, "stderr": self._stderr}
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
+            self._stderr.close()
+            with contextlib.suppress(OSError):
+                type(self).last_stderr = Path(self.kernel_dir, "stderr").read_text(errors="replace")
             shutil.rmtree(self.kernel_dir, ignore_errors=True)
 
 
@@ -89,13 +109,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         pass
     return True
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def remove_stale(directory: Path) -> list[Path]:
@@ -128,11 +141,11 @@ def _replace_dir(staging: Path, final: Path) -> None:
 
 
 def run(input_path, output_path, parameters: dict, cwd=None, progress_bar=True,
-        stage: str | None = None):
+        stage: str | None = None, key: dict | None = None):
     """Execute `input_path` with `parameters`; write the result to `output_path`.
 
     stage: the name of the parameter through which the notebook is told its output
-    directory; see the module's docstring."""
+    directory; key: the cache key its manifest records; see the module's docstring."""
     output_path = Path(output_path).absolute()
     final = output_path.parent
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -147,11 +160,16 @@ def run(input_path, output_path, parameters: dict, cwd=None, progress_bar=True,
         work = final / f".{output_path.stem}.{os.getpid()}.part.ipynb"
         notebook = work
     try:
-        papermill.execute_notebook(
-            str(input_path), str(notebook), parameters=parameters, cwd=cwd,
-            kernel_name="python3", progress_bar=progress_bar,
-            kernel_manager_class=IPCKernelManager)
+        try:
+            papermill.execute_notebook(
+                str(input_path), str(notebook), parameters=parameters, cwd=cwd,
+                kernel_name="python3", progress_bar=progress_bar,
+                kernel_manager_class=IPCKernelManager)
+        except Exception:  # what the kernel itself said may tell why (not after Ctrl-C)
+            sys.stderr.write(IPCKernelManager.last_stderr)
+            raise
         if stage:
+            cache.write_manifest(work, key)
             _replace_dir(work, final)
         else:
             os.replace(work, output_path)
@@ -168,6 +186,8 @@ def main(argv=None) -> int:
                         metavar=("NAME", "VALUE"))
     parser.add_argument("--stage", metavar="NAME",
                         help="parameter that receives the staging directory of the results")
+    parser.add_argument("--key", metavar="KEY.json",
+                        help="the cache key of the results, recorded in their manifest")
     parser.add_argument("--no-progress-bar", action="store_true")
     args = parser.parse_args(argv)
     parameters = {name: parse_value(value) for name, value in args.parameter}
@@ -176,8 +196,11 @@ def main(argv=None) -> int:
     # A dead kernel gets the one line below instead of nbclient's own.
     logging.getLogger("papermill").addFilter(lambda record: "Kernel died" not in record.getMessage())
     try:
+        key = json.loads(Path(args.key).read_text()) if args.key else None
         run(args.input, args.output, parameters, cwd=args.cwd,
-            progress_bar=not args.no_progress_bar, stage=args.stage)
+            progress_bar=not args.no_progress_bar, stage=args.stage, key=key)
+    except KeyboardInterrupt:  # Ctrl-C: make says which step it stopped
+        return 130
     except papermill.PapermillExecutionError as exc:
         print(f"{args.output}: {args.input} failed in cell {exc.exec_count}: "
               f"{exc.ename}: {exc.evalue}", file=sys.stderr)

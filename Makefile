@@ -4,20 +4,29 @@
 #   image ─► notebooks/experiment.ipynb, run by papermill once per K ─► output/<image>/k-<K>/
 #         ─► notebooks/report.ipynb (+ the executed derivation.ipynb)  ─► report/report.{html,pdf}
 #
-# Every step is incremental: a K is refitted only when the kernel, the notebook, the
-# image or its parameters changed. Outputs are written atomically, so an interrupted
-# run resumes where it stopped.
+# Each step reruns only when its key changed: what its result depends on (the image's
+# content, the parameters, the code it runs), written by pipeline.plan to output/<image>/keys/.
+# A K also reruns when its results fail their manifest (a file missing or changed). Outputs
+# are written atomically, so an interrupted run resumes where it stopped; a second run in
+# the same checkout waits for the first.
 
 .DEFAULT_GOAL := report
 .DELETE_ON_ERROR:
 SHELL := /bin/bash
+, := ,
+
+# ---- Python: the versions pyproject.toml's requires-python allows; any other is refused here
+PYTHON ?= python3
+NEEDS_PYTHON := $(shell sed -n 's/^requires-python *= *">=\([0-9.]*\)"/\1/p' pyproject.toml)
+PYTHON_REFUSED := $(shell { $(PYTHON) -c 'import sys; v = sys.version_info; sys.stdout.write("" if v >= \
+  ($(subst .,$(,),$(NEEDS_PYTHON)),) else "PYTHON=$(PYTHON) is Python %d.%d.%d, and this project needs Python \
+  >= $(NEEDS_PYTHON): install one and give it, e.g. make PYTHON=python3.12" % tuple(v[:3]))'; } 2>&1; :)
+$(if $(PYTHON_REFUSED),$(error $(PYTHON_REFUSED)))
 
 # ---- Parameters: override on the command line, e.g. make report IMAGE=images/photo.jpg KS="2 8"
 # The defaults are written once, in src/pipeline/defaults.py.
-PYTHON   ?= python3
 DEFAULTS := $(shell $(PYTHON) src/pipeline/defaults.py)
 default   = $(subst $(,), ,$(patsubst $(1)=%,%,$(filter $(1)=%,$(DEFAULTS))))
-, := ,
 IMAGE    ?=
 KS       ?= $(call default,KS)
 SEED     ?= $(call default,SEED)
@@ -27,25 +36,47 @@ SPLIT_MERGE ?= $(call default,SPLIT_MERGE)
 TOL      ?= $(call default,TOL)
 MAX_ITER ?= $(call default,MAX_ITER)
 
+# The image's path goes into the recipes absolute and quoted ('...'), its results under a
+# name make can take (output/<stem>/: pipeline.paths). make expands $, splits words at
+# spaces, and ' would end the quotes: such paths are refused.
+$(if $(findstring $$,$(value IMAGE)),$(error IMAGE='$(value IMAGE)': make expands the '$$' in a path; rename the file or link it without it))
+$(if $(word 2,$(IMAGE)),$(error IMAGE="$(IMAGE)": make cannot handle a path with spaces; rename the file or link it without them))
+$(if $(findstring ',$(IMAGE)),$(error IMAGE="$(IMAGE)": a path with a quote (') is not supported; rename the file or link it))
+IMAGE_PATH := $(if $(filter ~%,$(IMAGE)),$(IMAGE),$(abspath $(IMAGE)))
+
 # The committed report/ is made only with the defaults above, none given on the command
 # line or in the environment; any other run writes its report to output/<image>/report/.
 CANONICAL := $(if $(filter-out file,$(origin KS) $(origin SEED) $(origin INIT) $(origin N_INIT) $(origin SPLIT_MERGE) \
                $(origin TOL) $(origin MAX_ITER)),,$(if $(IMAGE),,1))
 
-# make splits words at spaces and the recipes quote with '': refuse such paths up front.
-$(if $(word 2,$(IMAGE)),$(error IMAGE="$(IMAGE)": make cannot handle a path with spaces; rename the file or link it without them))
-$(if $(findstring ',$(IMAGE)),$(error IMAGE="$(IMAGE)": a path with a quote (') is not supported; rename the file or link it))
-
 VENV  := .venv
 PY    := $(VENV)/bin/python
 ENV   := $(VENV)/.installed
+ENV_INPUTS := requirements.txt pyproject.toml
 DEV   := $(VENV)/.installed-dev
-STEM  := $(shell $(PYTHON) src/pipeline/paths.py stem '$(IMAGE)')
+STEM  := $(shell $(PYTHON) src/pipeline/paths.py stem '$(IMAGE_PATH)')
 OUT   := output/$(STEM)
-RUNS  := $(foreach k,$(KS),$(OUT)/k-$(k)/experiment.ipynb)
-# What each step's results depend on (besides its notebook and parameters).
-CODE  := $(wildcard src/em/*.py) src/pipeline/__init__.py src/pipeline/defaults.py src/pipeline/paths.py src/pipeline/atomic.py src/pipeline/images.py \
-         src/pipeline/experiment.py src/pipeline/params.py src/pipeline/run_notebook.py src/pipeline/baselines.py src/pipeline/learned.py
+KEYS  := $(OUT)/keys
+
+# ---- The plan of a run, before any step
+# A run that writes output/ first takes a lock on it, held until make ends (pipeline.lock):
+# a second run in this checkout waits for the first. Then, in the environment (included,
+# so make makes it first and reads this Makefile again), pipeline.plan checks the
+# parameters (a bad one stops make here, in one line), leaves out each K above the image's
+# number of distinct colours (one line), writes every step's key and returns the K to fit.
+GOALS := $(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))
+ifneq ($(filter report experiments seeds study clean distclean,$(GOALS)),)
+$(if $(MAKE_RESTARTS),,$(shell $(PYTHON) src/pipeline/lock.py output $$PPID))
+endif
+ifneq ($(filter report experiments seeds study,$(GOALS)),)
+include $(ENV)
+ifneq ($(shell $(foreach input,$(ENV_INPUTS),test $(ENV) -nt $(input) &&) echo ready),)
+KS_FIT := $(shell $(PY) -m pipeline.plan $(OUT) IMAGE='$(IMAGE_PATH)' KS='$(KS)' SEED='$(SEED)' INIT='$(INIT)' \
+            N_INIT='$(N_INIT)' SPLIT_MERGE='$(SPLIT_MERGE)' TOL='$(TOL)' MAX_ITER='$(MAX_ITER)')
+$(if $(filter-out 0,$(.SHELLSTATUS)),$(error $(KS_FIT)))
+endif
+endif
+
 # Every slow step runs through pipeline.steps, which logs its time for the summary that
 # `make report` prints at the end (the steps that started after START).
 START := $(shell date +%s.%N)
@@ -56,34 +87,31 @@ RUN_NOTEBOOK = $(STEP) $(PY) -m pipeline.run_notebook --no-progress-bar
 # The fits, the derivation and the rendering run side by side on the machine's cores
 # (JOBS=1 for one at a time); each step's output is shown when it finishes.
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
-ifneq ($(filter report experiments,$(or $(MAKECMDGOALS),report)),)
+ifneq ($(filter report experiments,$(GOALS)),)
 MAKEFLAGS += --jobs=$(JOBS) --output-sync=target
 endif
 
-.PRECIOUS: $(OUT)/params/k-%.txt
-
-# $(call write_if_changed,TEXT): write TEXT to the target only when it differs, so the
-# target's time changes (and what depends on it reruns) only when the text does.
-define write_if_changed
-@mkdir -p $(@D)
-@echo '$(1)' > $@.new
-@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
-endef
-
-.PHONY: help report experiments study seeds test test-quick bench bench-quick lab clean distclean FORCE
+.PHONY: help report experiments study seeds tex test test-quick bench bench-quick lab clean distclean
 
 help: ## List the targets and parameters
 	@echo "make <target> [IMAGE=path] [KS=\"$(call default,KS)\"] [SEED=$(call default,SEED)] [N_INIT=$(call default,N_INIT)]"
 	@echo "              [SPLIT_MERGE=$(call default,SPLIT_MERGE)] [TOL=$(call default,TOL)] [MAX_ITER=$(call default,MAX_ITER)] [INIT=kmeans++|random]"
-	@echo "              [JOBS=$(JOBS)] [LAB_ARGS=\"--port=8890 --ip=0.0.0.0\"]"
+	@echo "              [JOBS=$(JOBS)] [PYTHON=$(PYTHON)] [LAB_ARGS=\"--port=8890 --ip=0.0.0.0\"]"
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # ---- Environment
 # The project itself is installed in editable mode: the notebooks, tests and benchmarks
-# import em and pipeline from src/ without any path editing.
-$(ENV): requirements.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# import em and pipeline from src/ without any path editing. An environment is made anew
+# whenever its requirements change, and marked installed (its .installed) only at the
+# end: one that a failed or interrupted install left behind is rebuilt, never reused.
+# $(call fresh_venv,DIR): DIR removed (if it is an environment) and made anew by $(PYTHON).
+fresh_venv = [ ! -e $(1) ] || [ -e $(1)/pyvenv.cfg ] || \
+	  { echo "$(1) exists and is not a Python environment: move it away" >&2; exit 1; }; \
+	rm -rf $(1) && $(PYTHON) -m venv $(1)
+
+$(ENV): $(ENV_INPUTS)
+	$(call fresh_venv,$(VENV))
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
@@ -92,109 +120,86 @@ $(DEV): requirements-dev.txt $(ENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# ---- Parameters, checked before anything is written (every step that writes waits for this)
-.PHONY: check-params
-check-params: $(ENV)
-	@$(PY) -m pipeline.params IMAGE='$(IMAGE)' KS='$(KS)' SEED='$(SEED)' INIT='$(INIT)' \
-	  N_INIT='$(N_INIT)' SPLIT_MERGE='$(SPLIT_MERGE)' TOL='$(TOL)' MAX_ITER='$(MAX_ITER)'
-
 # ---- Experiments: one papermill run of notebooks/experiment.ipynb per K
-experiments: $(RUNS) | check-params ## Fit every K in KS (output/<image>/k-<K>/)
+RUNS := $(foreach k,$(KS_FIT),$(OUT)/k-$(k)/experiment.ipynb)
+experiments: $(RUNS) ## Fit every K in KS (output/<image>/k-<K>/)
 
-# The parameters of a run, rewritten only when they change, so a change reruns that K.
-$(OUT)/params/k-%.txt: FORCE | check-params
-	$(call write_if_changed,image=$(IMAGE) k=$* seed=$(SEED) init=$(INIT) n_init=$(N_INIT) split_merge=$(SPLIT_MERGE) tol=$(TOL) max_iter=$(MAX_ITER))
-
-# A K's directory is replaced as a whole, only after its run succeeded (--stage).
-$(OUT)/k-%/experiment.ipynb: notebooks/experiment.ipynb $(CODE) $(wildcard $(IMAGE)) $(OUT)/params/k-%.txt $(ENV)
-	$(RUN_NOTEBOOK) notebooks/experiment.ipynb $@ --cwd notebooks --stage output_dir \
-	  -p image '$(IMAGE)' -p k $* -p seed $(SEED) -p init '$(INIT)' -p n_init $(N_INIT) -p split_merge $(SPLIT_MERGE) \
-	  -p tol $(TOL) -p max_iter $(MAX_ITER)
+# A K's directory is replaced as a whole, only after its run succeeded (--stage), with a
+# manifest of its files and the key it was made with written last (--key).
+$(OUT)/k-%/experiment.ipynb: $(KEYS)/k-%.json | $(ENV)
+	$(RUN_NOTEBOOK) notebooks/experiment.ipynb $@ --cwd notebooks --stage output_dir --key $< \
+	  -p image '$(IMAGE_PATH)' -p k $* -p seed $(SEED) -p init '$(INIT)' -p n_init $(N_INIT) \
+	  -p split_merge $(SPLIT_MERGE) -p tol '$(TOL)' -p max_iter $(MAX_ITER)
 
 # ---- Report: the derivation and the results, rendered to HTML and PDF
 # The canonical run's report goes to report/ (committed); any other to output/<image>/report/.
 # Figures, HTML and PDF are made in $(STAGE) and moved into place together, once all exist.
 REPORT_DIR := $(if $(CANONICAL),report,$(OUT)/report)
+ELSEWHERE  := (report/ is made only by the canonical run: the default image with every parameter at its default)
 STAGE      := $(OUT)/staged-report
 
-report: $(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf | check-params ## Fit every K and render the report (the default goal)
-	@$(PY) -m pipeline.steps summary $(STEPS) $(START)
-	@echo "The report: $(REPORT_DIR)/report.html and report.pdf$(if $(CANONICAL),, (report/ is made only \
-	  by the canonical run: the default image with every parameter at its default))"
-
-output/derivation.ipynb: notebooks/derivation.ipynb $(CODE) $(ENV) | check-params
+output/derivation.ipynb: output/keys/derivation.json | $(ENV)
 	$(RUN_NOTEBOOK) notebooks/derivation.ipynb $@ --cwd notebooks
 
-$(OUT)/report-params.txt: FORCE | check-params
-	$(call write_if_changed,image=$(IMAGE) ks=$(KS))
-
 # The report only reads: every K's results and the data files of make study, make bench and
-# make seeds (their paths: pipeline.paths).
-REPORT_DATA := $(shell $(PYTHON) src/pipeline/paths.py report-data '$(IMAGE)')
+# make seeds (their paths: pipeline.paths; their content is in the report's key).
+REPORT_DATA := $(shell $(PYTHON) src/pipeline/paths.py report-data '$(IMAGE_PATH)')
 STUDY_DATA := $(word 1,$(REPORT_DATA))
-BENCH_DATA := $(word 2,$(REPORT_DATA))
 SEEDS_DATA := $(word 3,$(REPORT_DATA))
-REPORT_CODE := $(addprefix src/pipeline/,report.py results.py figures.py tables.py narrative.py slider.py machine.py)
-$(OUT)/report.ipynb: notebooks/report.ipynb $(RUNS) $(OUT)/report-params.txt $(CODE) $(REPORT_CODE) \
-                     $(wildcard $(STUDY_DATA) $(BENCH_DATA) $(SEEDS_DATA))
+$(OUT)/report.ipynb: $(RUNS) $(KEYS)/report.json | $(ENV)
 	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks \
-	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS)' -p image '$(IMAGE)' \
+	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS_FIT)' -p image '$(IMAGE_PATH)' \
 	  -p figures_dir '$(abspath $(STAGE))/figures' -p seeds_data '$(abspath $(SEEDS_DATA))'
 
-# The HTML needs pandoc (maths as MathML; without it the maths shows as TeX source), the PDF
-# XeLaTeX and pandoc. As root with apt-get they are installed when missing; elsewhere the PDF
-# step stops with a message naming the packages, after the HTML is made (order-only prerequisite).
+# The PDF needs XeLaTeX, latexmk and pandoc, the Debian packages of tex-packages.txt (the
+# HTML needs pandoc for its maths). Where they are missing, root with apt-get installs them (make tex,
+# which the rendering waits for); anyone else gets the HTML alone, told so in one line.
 TEX_PACKAGES := $(file < tex-packages.txt)
-APT_GET      := DEBIAN_FRONTEND=noninteractive apt-get
+TEX_MISSING   = ! command -v xelatex >/dev/null || ! command -v latexmk >/dev/null || ! command -v pandoc >/dev/null
 ROOT_WITH_APT = [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
-define ensure_tex
-@if ! command -v xelatex >/dev/null || ! command -v latexmk >/dev/null || ! command -v pandoc >/dev/null; then \
-	  if $(ROOT_WITH_APT); then \
-	    echo "Installing XeLaTeX and pandoc for the PDF (about 80 s): $(TEX_PACKAGES)"; \
-	    $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $(TEX_PACKAGES); \
-	  else \
-	    echo "The PDF needs xelatex and pandoc: install the Debian/Ubuntu packages" >&2; \
-	    echo "  $(TEX_PACKAGES)" >&2; \
-	    echo "(as root: make tex), or a TeX distribution with XeLaTeX and pandoc, then run make again." >&2; \
-	    exit 1; \
-	  fi; \
-	fi
-endef
+APT_GET      := DEBIAN_FRONTEND=noninteractive apt-get
+NEEDS_TEX    := it needs xelatex, latexmk and pandoc, the Debian/Ubuntu packages $(TEX_PACKAGES) (as root: \
+                make tex), or a TeX distribution with XeLaTeX and latexmk, and pandoc
+CANNOT_INSTALL_TEX := installing $(TEX_PACKAGES) needs root and apt-get; elsewhere install a TeX \
+                      distribution with XeLaTeX and latexmk, and pandoc
+PDF := $(shell { $(TEX_MISSING); } && ! { $(ROOT_WITH_APT); } || echo report.pdf)
 
-.PHONY: tex
 tex: ## Install XeLaTeX and pandoc for the PDF (Debian/Ubuntu as root, about 80 s)
-	$(ensure_tex)
+	@if $(TEX_MISSING); then \
+	  $(ROOT_WITH_APT) || { echo "make tex: $(CANNOT_INSTALL_TEX)" >&2; exit 1; }; \
+	  echo "Installing XeLaTeX and pandoc for the PDF (about 80 s): $(TEX_PACKAGES)"; \
+	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $(TEX_PACKAGES); \
+	fi
 
-RENDER_CODE := src/pipeline/render.py $(wildcard src/pipeline/templates/*/*)
-$(STAGE)/report.html: $(OUT)/report.ipynb output/derivation.ipynb $(RENDER_CODE) $(ENV)
-	@command -v pandoc >/dev/null || ! $(ROOT_WITH_APT) || \
-	  { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends pandoc; } || \
-	  echo "pandoc could not be installed: the HTML's maths will show as TeX source" >&2
+RENDERED := $(OUT)/report.ipynb output/derivation.ipynb $(KEYS)/render.json
+$(STAGE)/report.html: $(RENDERED) | $(if $(PDF),tex) $(ENV)
 	$(STEP) $(PY) -m pipeline.render html output/derivation.ipynb $(OUT)/report.ipynb $@
 
-# With XeLaTeX and pandoc present the HTML and the PDF render side by side; without them
-# the PDF waits for the HTML (which is then made first, and apt-get runs once at a time).
-TEX_MISSING := $(shell command -v xelatex >/dev/null && command -v latexmk >/dev/null && command -v pandoc >/dev/null || echo 1)
-$(STAGE)/report.pdf: $(OUT)/report.ipynb output/derivation.ipynb $(RENDER_CODE) $(ENV) \
-                     $(if $(TEX_MISSING),| $(STAGE)/report.html)
-	$(ensure_tex)
+$(STAGE)/report.pdf: $(RENDERED) | tex $(ENV)
 	$(STEP) $(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
 
-$(REPORT_DIR)/report.html $(REPORT_DIR)/report.pdf &: $(STAGE)/report.html $(STAGE)/report.pdf
-	$(PY) -m pipeline.render publish $(STAGE) $(REPORT_DIR)
+# Published together; without TeX the HTML alone, and a PDF of an earlier run is removed.
+PUBLISHED := report.html $(PDF)
+$(addprefix $(REPORT_DIR)/,$(PUBLISHED)) &: $(addprefix $(STAGE)/,$(PUBLISHED))
+	$(PY) -m pipeline.atomic publish $(STAGE) $(REPORT_DIR) $(PUBLISHED) figures $(if $(PDF),,--remove report.pdf)
+
+report: $(addprefix $(REPORT_DIR)/,$(PUBLISHED)) ## Fit every K and render the report (the default goal)
+	@$(PY) -m pipeline.steps summary $(STEPS) $(START)
+	@echo "The report: $(REPORT_DIR)/report.html$(if $(PDF), and report.pdf)$(if $(CANONICAL),, $(ELSEWHERE))"
+	$(if $(PDF),,@echo "No PDF (and none left from an earlier run): $(NEEDS_TEX)." >&2)
 
 # ---- The original study reproduced: its photograph is never committed, only the numbers
 STUDY_IMAGE ?= $(shell $(PYTHON) src/pipeline/paths.py study-image)
 # make report's settings, for the sweeps over seeds of study and seeds
-SWEEP_ARGS = --ks '$(KS)' --n-init $(N_INIT) --split-merge $(SPLIT_MERGE) --tol $(TOL) --max-iter $(MAX_ITER)
+SWEEP_ARGS = --n-init $(N_INIT) --split-merge $(SPLIT_MERGE) --tol '$(TOL)' --max-iter $(MAX_ITER)
 
-study: $(ENV) | check-params ## Sweep K on the original study's photograph (5 seeds + its random start) -> report/data/study.json
+study: $(ENV) ## Sweep K on the original study's photograph (5 seeds + its random start) -> report/data/study.json
 	@test -f '$(STUDY_IMAGE)' || { echo "make study needs the study's photograph at $(STUDY_IMAGE) (STUDY_IMAGE=...)" >&2; exit 1; }
-	$(PY) -m pipeline.study '$(STUDY_IMAGE)' $(STUDY_DATA) --published $(SWEEP_ARGS)
+	$(PY) -m pipeline.study '$(STUDY_IMAGE)' $(STUDY_DATA) --published --ks '$(KS)' $(SWEEP_ARGS)
 
 # ---- The spread over seeds on the report's own image (its error curve shows it when present)
-seeds: $(ENV) | check-params ## Every K with 5 seeds + the study's random start -> report/data/seeds.json (other images: output/<image>/)
-	$(PY) -m pipeline.study '$(IMAGE)' $(SEEDS_DATA) $(SWEEP_ARGS)
+seeds: $(ENV) ## Every K with 5 seeds + the study's random start -> report/data/seeds.json (other images: output/<image>/)
+	$(PY) -m pipeline.study '$(IMAGE_PATH)' $(SEEDS_DATA) --ks '$(KS_FIT)' $(SWEEP_ARGS)
 
 # ---- Checks
 # The tests on every core (pytest-xdist), a test file to a worker: a module's fixtures (a
@@ -217,7 +222,7 @@ bench-quick: $(DEV) ## A smaller benchmark (K = 2, 16; three photographs), about
 LAB := .venv-lab
 
 $(LAB)/.installed: requirements-lab.txt $(ENV) src/pipeline/lab.py
-	test -x $(LAB)/bin/python || $(PYTHON) -m venv $(LAB)
+	$(call fresh_venv,$(LAB))
 	$(LAB)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lab.txt
 	@# The project without its dependencies: the server extension pipeline.lab saves
 	@# notebooks without outputs (so Jupyter never dirties them) and prints the address.
@@ -248,5 +253,3 @@ clean: ## Delete every generated result (output/), keep the environment
 
 distclean: clean ## Also delete the environments (.venv, .venv-lab)
 	rm -rf $(VENV) $(LAB)
-
-FORCE:

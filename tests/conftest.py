@@ -3,6 +3,7 @@ once, and a copy of the project that make can run in."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -38,18 +39,34 @@ def executed_derivation(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture()
-def project_copy(tmp_path):
-    """A copy of the project that shares this test's environment (no reinstall; its
-    editable install still imports the code of this checkout)."""
-    for item in ("Makefile", "src", "notebooks"):
-        source = ROOT / item
-        (shutil.copytree if source.is_dir() else shutil.copy2)(
-            source, tmp_path / item, **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                         if source.is_dir() else {}))
-    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml", "tex-packages.txt"):
-        shutil.copy2(ROOT / name, tmp_path / name)
+def copy_project(dest: Path) -> tuple[Path, Path]:
+    """Copy the project to `dest` for make to run in, sharing this test's environment
+    (no reinstall; its editable install still imports the code of this checkout): the
+    copied requirements are dated no later than the environment, so that make never
+    rebuilds it. Returns (dest, the environment)."""
     venv = Path(sys.prefix)
     if not (venv / ".installed").exists():
         pytest.skip(f"run through `make test`: {venv} is not the project's environment")
-    return tmp_path, venv
+    for item in ("Makefile", "src", "notebooks"):
+        source = ROOT / item
+        (shutil.copytree if source.is_dir() else shutil.copy2)(
+            source, dest / item, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                    if source.is_dir() else {}))
+    installed = (venv / ".installed").stat().st_mtime
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml", "tex-packages.txt"):
+        shutil.copy2(ROOT / name, dest / name)
+        if (dest / name).stat().st_mtime > installed:
+            os.utime(dest / name, (installed - 1, installed - 1))
+    return dest, venv
+
+
+@pytest.fixture()
+def project_copy(tmp_path):
+    """A copy of the project that shares this test's environment (copy_project)."""
+    return copy_project(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_project_copy(tmp_path_factory):
+    """One copy of the project (copy_project) for the tests of a module to share."""
+    return copy_project(tmp_path_factory.mktemp("project"))

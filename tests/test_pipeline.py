@@ -3,18 +3,22 @@ papermill, and the Makefile's incremental and parallel runs."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import papermill
 import pytest
 from PIL import Image
 
 import em
-from pipeline import atomic, experiment, images, paths
+from pipeline import atomic, experiment, images, paths, plan
 from pipeline.run_notebook import run as run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,59 +257,133 @@ def _make(cwd: Path, venv: Path, *args: str) -> str:
     return done.stdout + done.stderr
 
 
+def _fitted(output: str) -> list[int]:
+    """The K that a make run fitted, from the commands it printed."""
+    return sorted(int(k) for k in re.findall(
+        r"pipeline\.run_notebook --no-progress-bar notebooks/experiment\.ipynb \S*/k-(\d+)/", output))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("image, message", [("my photo.png", "spaces"), ("it's.png", "quote")])
+@pytest.mark.parametrize("image, message", [("my photo.png", "spaces"), ("it's.png", "quote"),
+                                            ("a$b.png", "expands")])
 def test_make_refuses_image_paths_it_cannot_quote(image, message):
     done = subprocess.run(["make", "-n", "experiments", f"IMAGE={image}"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and message in done.stderr and image in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_the_key_holds_the_parameters_in_normal_form_and_the_code(tmp_path, monkeypatch,
+                                                                  small_image):
+    """TOL=1e-4 and TOL=0.0001 are one setting; a change to the notebook make runs is a
+    change of the key (pipeline.plan, run from a checkout's root as make runs it)."""
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "output" / "small"
+    key = out / "keys" / "k-2.json"
+    assert plan.plan(out, image=str(small_image), ks="2 9", tol="1e-4") == [2, 9]
+    first, stamp = key.read_text(), key.stat().st_mtime_ns
+    plan.plan(out, image=str(small_image), ks="2", tol="0.0001")
+    assert key.read_text() == first and key.stat().st_mtime_ns == stamp
+    plan.plan(out, image=str(small_image), ks="2", tol="1e-3")
+    assert json.loads(key.read_text())["parameters"]["tol"] == 0.001
+    notebook = tmp_path / "notebooks" / "experiment.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("A note."))
+    nbformat.write(nb, notebook)
+    before = json.loads(key.read_text())
+    plan.plan(out, image=str(small_image), ks="2", tol="1e-3")
+    after = json.loads(key.read_text())
+    assert after["code"] != before["code"] and {**after, "code": None} == {**before, "code": None}
+
+
+def _noise(path: Path, seed: int, when: str | None = None) -> Path:
+    rgb = np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(path)
+    if when:
+        os.utime(path, (0, 0) if when == "old" else None)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(module_project_copy):
+    """The shared project copy with three 16 x 16 noise images and a link to one."""
+    cwd, venv = module_project_copy
+    for name, seed in (("a.png", 1), ("b.png", 2), ("c.png", 3)):
+        _noise(cwd / name, seed, when="old")
+    (cwd / "link.png").symlink_to("a.png")
+    return cwd, venv
+
+
+TINY_ARGS = ("experiments", "IMAGE=link.png", "N_INIT=1")
 
 
 @pytest.mark.slow
-def test_make_reruns_a_k_only_when_its_inputs_change(project_copy, small_image):
+def test_overlapping_runs_both_succeed_and_fit_each_k_once(tiny):
+    """make experiments KS="2 3" and KS="2 4" in one checkout: the second waits."""
+    cwd, venv = tiny
+    runs = [subprocess.Popen(["make", f"VENV={venv}", *TINY_ARGS, f"KS={ks}"], cwd=cwd,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for ks in ("2 3", "2 4")]
+    done = [(run.wait(timeout=600), *run.communicate()) for run in runs]
+    assert [status for status, _, _ in done] == [0, 0], done
+    assert sorted(sum((_fitted(out) for _, out, _ in done), [])) == [2, 3, 4]
+    assert sum("waiting for it to finish" in err for _, _, err in done) == 1, done
+
+
+@pytest.mark.slow
+def test_a_changed_image_refits_and_an_unchanged_one_never_does(tiny):
+    cwd, venv = tiny
+    (cwd / "link.png").unlink()
+    (cwd / "link.png").symlink_to("a.png")
+    _make(cwd, venv, *TINY_ARGS, "KS=2 3")
+    os.utime(cwd / "a.png")  # newer, same content
+    assert _fitted(_make(cwd, venv, *TINY_ARGS, "KS=2 3", "TOL=1e-4")) == []
+    assert _fitted(_make(cwd, venv, *TINY_ARGS, "KS=2 3", "TOL=0.0001")) == []
+
+    (cwd / "link.png").unlink()
+    (cwd / "link.png").symlink_to("b.png")  # older than the results
+    assert _fitted(_make(cwd, venv, *TINY_ARGS, "KS=2 3")) == [2, 3]
+
+    subprocess.run(["cp", "-p", "c.png", "b.png"], cwd=cwd, check=True)  # older too
+    assert _fitted(_make(cwd, venv, *TINY_ARGS, "KS=2 3")) == [2, 3]
+    assert json.loads((cwd / "output" / "link" / "k-2" / "metrics.json").read_text())[
+        "image"]["file_bytes"] == (cwd / "c.png").stat().st_size
+
+
+@pytest.mark.slow
+def test_damaged_results_are_redone_and_named(tiny):
+    cwd, venv = tiny
+    _make(cwd, venv, *TINY_ARGS, "KS=2 3")
+    metrics = cwd / "output" / "link" / "k-2" / "metrics.json"
+    metrics.write_bytes(metrics.read_bytes()[:len(metrics.read_bytes()) // 2])
+    segmented = cwd / "output" / "link" / "k-3" / "segmented.png"
+    segmented.unlink()
+    again = _make(cwd, venv, *TINY_ARGS, "KS=2 3")
+    assert _fitted(again) == [2, 3]
+    assert str(metrics.relative_to(cwd)) in again and str(segmented.relative_to(cwd)) in again
+    assert json.loads(metrics.read_text())["k"] == 2 and segmented.is_file()
+    assert _fitted(_make(cwd, venv, *TINY_ARGS, "KS=2 3")) == []
+
+
+@pytest.mark.slow
+def test_make_passes_the_notebook_exactly_its_parameters(project_copy, small_image):
+    """The experiment notebook's parameters cell (what a run in Jupyter uses) names
+    every parameter make passes, and make passes each one but the staging folder."""
     cwd, venv = project_copy
-    args = ("experiments", f"IMAGE={small_image}", "KS=2 3", "N_INIT=1")
-    metrics = cwd / "output" / "small" / "k-2" / "metrics.json"
-    first = _make(cwd, venv, "-j2", *args)  # two papermill runs at once
-    assert first.count("pipeline.run_notebook") == 2
-    stamp = metrics.stat().st_mtime_ns
-
-    again = _make(cwd, venv, *args)
-    assert "pipeline.run_notebook" not in again and metrics.stat().st_mtime_ns == stamp
-
-    new_seed = _make(cwd, venv, *args, "SEED=1")  # a parameter changed: both K rerun
-    assert new_seed.count("pipeline.run_notebook") == 2
-
-    os.utime(cwd / "src" / "em" / "core.py")  # the kernel changed
-    assert _make(cwd, venv, *args, "SEED=1").count("pipeline.run_notebook") == 2
-
-
-@pytest.mark.slow
-def test_the_notebooks_defaults_are_makes():
-    """The experiment notebook's parameters cell (what a run in Jupyter uses) holds the
-    settings of pipeline.defaults, which the Makefile reads."""
-    import nbformat
-
-    from pipeline import defaults
-
+    commands = _make(cwd, venv, "-n", "experiments", f"IMAGE={small_image}", "KS=2")
+    passed = set(re.findall(r"-p (\w+) ", commands))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    values = {}
-    exec(cell.source, {}, values)  # plain assignments of literals
-    assert (values["seed"], values["init"], values["n_init"], values["split_merge"],
-            values["tol"], values["max_iter"]) == (defaults.SEED, defaults.INIT,
-                                                   defaults.N_INIT, defaults.SPLIT_MERGE,
-                                                   defaults.TOL, defaults.MAX_ITER)
-    made = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True)
-    assert f'KS="{" ".join(map(str, defaults.KS))}"' in made.stdout
+    names = {target.id for node in ast.parse(cell.source).body
+             for target in getattr(node, "targets", [])}
+    assert passed == names - {"output_dir"} and "output_dir" in names
 
 
 @pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("*.ipynb")),
                          ids=lambda p: p.name)
 def test_notebooks_are_committed_without_outputs(notebook):
     """Results live in output/ and report/, never in the committed notebooks."""
-    import nbformat
-
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":

@@ -1,18 +1,21 @@
 """The pipeline under bad input and faults: parameters refused before anything is
-written, no temporaries left by killed runs, results of a K replaced only as a whole,
-the committed report changed only by the canonical run, and make lab as root."""
+written, results checked before they are used (cache keys and manifests), any file name,
+no temporaries left by killed or interrupted runs, results of a K replaced only as a
+whole, a report published without TeX and only by the canonical run, Python versions
+refused up front and broken environments rebuilt."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
-import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import zlib
 from pathlib import Path
 
@@ -21,9 +24,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import images, params, render, run_notebook, steps
+from pipeline import atomic, cache, images, params, paths, results, run_notebook, steps
 
 ROOT = Path(__file__).resolve().parents[1]
+REPORT_PARTS = ("report.html", "report.pdf", "figures")
 
 
 def _tree(directory: Path) -> dict:
@@ -34,9 +38,9 @@ def _tree(directory: Path) -> dict:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def _make(cwd: Path, venv: Path, *args: str, timeout=600) -> subprocess.CompletedProcess:
+def _make(cwd: Path, venv: Path, *args: str, timeout=600, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(["make", f"VENV={venv}", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, **kw)
 
 
 def _notebook(path: Path, *cells: str, parameters: str = "output_dir = ''") -> Path:
@@ -132,22 +136,31 @@ def test_big_images_are_shown_subsampled_without_a_copy():
 
 
 @pytest.mark.slow
-def test_make_refuses_each_bad_parameter_and_writes_nothing(project_copy, small_image):
+def test_make_refuses_a_bad_parameter_in_one_line_and_writes_nothing(project_copy, tmp_path):
+    """The cases of each parameter are the unit tests above; here, that make stops on
+    them before anything is written, with one line naming the parameter."""
     cwd, venv = project_copy
-    ok = _make(cwd, venv, "experiments", f"IMAGE={small_image}", "KS=2", "N_INIT=1")
-    assert ok.returncode == 0, ok.stderr
+    bad_images = _bad_images(tmp_path)
+    cases = [("KS", "2.5", "not a whole number"), ("TOL", "0", "positive"),
+             ("INIT", "kmeans", "kmeans++ or random"),
+             ("IMAGE", str(bad_images["text"][0]), "not an image file"),
+             ("IMAGE", str(bad_images["missing"][0]), "does not exist"),
+             ("IMAGE", "images/a$b.png", "expands")]
     before = _tree(cwd / "output")
-    (cwd / "images").mkdir()
-    bad_images = [(str(p), m) for p, m in _bad_images(cwd / "images").values()]
-    cases = [(name, value, "") for name, value in BAD] + \
-        [("IMAGE", path, message) for path, message in bad_images + [("images/", "not a file")]]
     for name, value, message in cases:
-        for target in ("experiments", "report"):
-            done = _make(cwd, venv, target, f"{name}={value}", timeout=60)
-            assert done.returncode != 0, (name, value, done.stdout)
-            assert f"{name}={value!r}" in done.stderr and message in done.stderr, done.stderr
-            assert len(done.stderr.strip().splitlines()) <= 3, done.stderr
-            assert _tree(cwd / "output") == before, (name, value)
+        done = _make(cwd, venv, "report", f"{name}={value}", timeout=120)
+        assert done.returncode != 0, (name, value, done.stdout)
+        assert f"{name}={value!r}" in done.stderr and message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert _tree(cwd / "output") == before and not (cwd / "report").exists(), (name, value)
+
+
+def test_image_names_become_names_make_can_take():
+    names = ["R&D", "a(b)", "50%", "a:b", "semi;colon", "-x", "café", "a=b", "st*r", "x#y",
+             "back\\slash", 'q"uote', "ü ber", "..", "plain_name-1.2"]
+    stems = [paths.image_stem(f"images/{name}.png") for name in names]
+    assert all(re.fullmatch(r"[\w.+,@-]+", stem) and stem not in (".", "..") for stem in stems)
+    assert stems[0] == "R_D" and stems[6] == "café" and stems[-1] == "plain_name-1.2"
 
 
 # ------------------------------------------------------------- killed and dead runs
@@ -178,7 +191,7 @@ def test_a_killed_run_leaves_nothing_after_the_next_run(tmp_path):
     assert not staging.exists() and not kernel_dirs[0].exists()
     run_notebook.run(quick, results / "nb.ipynb", {}, progress_bar=False, stage="output_dir")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["k-2", "plain.ipynb"]
-    assert [p.name for p in results.iterdir()] == ["nb.ipynb"]
+    assert sorted(p.name for p in results.iterdir()) == [cache.MANIFEST_FILE, "nb.ipynb"]
     after_tmp = set(Path(tempfile.gettempdir()).glob(run_notebook.KERNEL_DIR_PREFIX + "*"))
     assert not {p for p in after_tmp - before_tmp if f"-{os.getpid()}-" in p.name}
 
@@ -259,7 +272,16 @@ def small_disk(folder: Path):
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        _umount(folder)
+
+
+def _umount(folder: Path) -> None:
+    """Unmount `folder`, once the lock make held on it is let go (a few ms after)."""
+    for _ in range(50):
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.mark.slow
@@ -282,6 +304,74 @@ def test_a_full_disk_leaves_every_k_as_it_was(project_copy, small_image):
         assert not [p for p in (output / "small").iterdir() if p.name.startswith(".")]
 
 
+# ------------------------------------------------------- results checked before use
+
+def test_the_code_of_a_notebook_is_every_project_module_its_imports_load():
+    """What pipeline.cache lists for the experiment notebook includes every module of
+    src/ that its imports load (a property of the import graph, not a kept list), and
+    none that only the report uses."""
+    notebook = ROOT / "notebooks" / "experiment.ipynb"
+    files, external = cache.code_files(notebook)
+    nb = nbformat.read(notebook, as_version=4)
+    imports = [ast.unparse(node) for cell in nb.cells if cell.cell_type == "code"
+               for node in ast.walk(ast.parse(cell.source))
+               if isinstance(node, (ast.Import, ast.ImportFrom))]
+    loaded = subprocess.run(
+        [sys.executable, "-c", "\n".join(imports) + "\nimport sys\n"
+         "print('\\n'.join(m.__file__ for m in list(sys.modules.values())\n"
+         "                 if (getattr(m, '__file__', None) or '').startswith(sys.argv[1])))",
+         str(cache.SRC)], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded and {Path(p) for p in loaded} <= set(files)
+    assert notebook in files and {"numpy", "PIL"} <= set(external)
+    assert not {"narrative.py", "render.py", "explore.py"} & {p.name for p in files}
+
+
+def test_code_files_follow_relative_imports_and_the_package_data_a_module_names(
+        tmp_path, monkeypatch):
+    package = tmp_path / "src" / "pkg"
+    (package / "templates").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from . import b\nfrom .c import f\nimport json, numpy\n"
+                                  "TEMPLATES = 'templates'\nNOT_A_FILE = 'missing.txt'\n")
+    (package / "b.py").write_text("def g():\n    import PIL.Image\n")
+    (package / "c.py").write_text("def f():\n    pass\n")
+    (package / "unused.py").write_text("")
+    (package / "templates" / "index.html.j2").write_text("{{ body }}")
+    monkeypatch.setattr(cache, "SRC", tmp_path / "src")
+    files, external = cache.code_files("pkg.a")
+    assert {p.relative_to(package).as_posix() for p in files} == \
+        {"__init__.py", "a.py", "b.py", "c.py", "templates/index.html.j2"}
+    assert external == ["PIL", "numpy"]
+
+
+def test_a_manifest_finds_a_missing_or_changed_file_and_results_of_other_inputs(tmp_path):
+    (tmp_path / "metrics.json").write_text('{"k": 2}')
+    (tmp_path / "segmented.png").write_bytes(b"png")
+    cache.write_manifest(tmp_path, {"k": 2})
+    assert cache.check_manifest(tmp_path, {"k": 2}) is None
+    assert cache.check_manifest(tmp_path, {"k": 3}) == cache.CHANGED
+    (tmp_path / "metrics.json").write_text('{"k": ')
+    assert cache.check_manifest(tmp_path, {"k": 2}) == \
+        f"{tmp_path / 'metrics.json'} does not match its checksum"
+    (tmp_path / "metrics.json").write_text('{"k": 2}')
+    (tmp_path / "segmented.png").unlink()
+    assert cache.check_manifest(tmp_path, {"k": 2}) == f"{tmp_path / 'segmented.png'} is missing"
+    (tmp_path / cache.MANIFEST_FILE).write_text("{")
+    assert "damaged" in cache.check_manifest(tmp_path, {"k": 2})
+
+
+def test_reading_a_damaged_result_names_the_file(tmp_path):
+    run = tmp_path / "k-2"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"k": 2, "image": {"name"')
+    with pytest.raises(ValueError, match=re.escape(f"{run / 'metrics.json'} is damaged")):
+        results.load(tmp_path, [2])
+    Image.new("RGB", (40, 30)).save(run / "segmented.png")
+    (run / "segmented.png").write_bytes((run / "segmented.png").read_bytes()[:60])
+    with pytest.raises(ValueError, match=re.escape(f"{run / 'segmented.png'} is damaged")):
+        results.load_png(tmp_path, 2)
+
+
 # ------------------------------------------------------------------ the report
 
 def test_a_full_disk_leaves_the_report_as_it_was(tmp_path):
@@ -297,7 +387,7 @@ def test_a_full_disk_leaves_the_report_as_it_was(tmp_path):
         (dest / "report.pdf").write_bytes(b"old pdf")
         before = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
         with pytest.raises(OSError):
-            render.publish(staging, dest)
+            atomic.publish(staging, dest, REPORT_PARTS)
         after = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
         assert after == before
 
@@ -312,15 +402,16 @@ def _commands(cwd: Path, venv: Path, *args: str) -> str:
 def test_only_the_canonical_run_writes_the_committed_report(project_copy):
     cwd, venv = project_copy
     canonical = _commands(cwd, venv)
-    assert "pipeline.render publish output/grace_hopper/staged-report report\n" in canonical
+    assert "pipeline.atomic publish output/grace_hopper/staged-report report report.html" \
+        in canonical
     for args in (["KS=2 8"], ["SEED=1"], ["KS=2 4 8 16 32 64 128", "TOL=1e-3"], ["N_INIT=1"],
                  ["INIT=random"], ["MAX_ITER=50"]):
         commands = _commands(cwd, venv, *args)
-        assert " report/" not in commands, args
-        assert "publish output/grace_hopper/staged-report output/grace_hopper/report\n" \
+        assert " report/" not in commands and " report " not in commands, args
+        assert "publish output/grace_hopper/staged-report output/grace_hopper/report report.html" \
             in commands, args
-        assert "output/grace_hopper/report/report.html and report.pdf (report/ is made only" \
-            in commands
+        assert "The report: output/grace_hopper/report/report.html" in commands
+        assert "(report/ is made only by the canonical run" in commands
 
 
 def test_steps_log_successes_and_summarise_them(tmp_path):
@@ -337,44 +428,172 @@ def test_steps_log_successes_and_summarise_them(tmp_path):
     assert steps.summary(log, time.time() + 1).startswith("Nothing to do")
 
 
-# ------------------------------------------------------------------ JupyterLab
+# ------------------------------------------------------------------ publishing
 
-LAB = ROOT / ".venv-lab"
+def _staged(tmp_path: Path, *parts: str) -> Path:
+    staging = tmp_path / "staging"
+    (staging / "figures").mkdir(parents=True)
+    (staging / "figures" / "gallery.png").write_bytes(b"new figure")
+    for part in parts:
+        (staging / part).write_text(f"new {part}")
+    return staging
+
+
+def test_publish_moves_the_parts_in_together_dated_now_and_drops_what_is_not_made(tmp_path):
+    staging = _staged(tmp_path, "report.html")
+    dest = tmp_path / "report"
+    (dest / "figures").mkdir(parents=True)
+    (dest / "figures" / "old.png").write_bytes(b"old")
+    for part in ("report.html", "report.pdf"):
+        (dest / part).write_text("old")
+    os.utime(staging / "report.html", (0, 0))
+    with pytest.raises(FileNotFoundError, match="report.pdf missing"):
+        atomic.publish(staging, dest, REPORT_PARTS)  # an unfinished report changes nothing
+    assert (dest / "report.html").read_text() == "old"
+    atomic.publish(staging, dest, ["report.html", "figures"], drop=["report.pdf"])
+    assert sorted(p.name for p in dest.iterdir()) == ["figures", "report.html"]
+    assert [p.name for p in (dest / "figures").iterdir()] == ["gallery.png"]
+    assert (dest / "report.html").stat().st_mtime > time.time() - 60  # newer than staged
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """`folder`, with what it holds, made unwritable: mounted on itself read-only for
+    root (who may write anywhere else), mode 555 for anyone else."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o755)
+        return
+    for options in (["--bind"], ["-o", "remount,ro,bind"]):
+        mount = subprocess.run(["mount", *options, str(folder), str(folder)],
+                               capture_output=True, text=True)
+        if mount.returncode != 0:
+            subprocess.run(["umount", str(folder)], capture_output=True)
+            pytest.skip(f"cannot mount {folder} read-only here: {mount.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        _umount(folder)
+
+
+def test_an_unwritable_report_folder_is_one_line(tmp_path):
+    staging = _staged(tmp_path, "report.html", "report.pdf")
+    with read_only(tmp_path / "report") as dest:
+        done = subprocess.run([sys.executable, "-m", "pipeline.atomic", "publish", str(staging),
+                               str(dest), *REPORT_PARTS], capture_output=True, text=True)
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"{dest}: the report could not be published: ")
+
+
+# ------------------------------------------------------- a whole run, without TeX
+
+# A name with every character that make or the shell could take for syntax, and a leading
+# dash that a command could take for an option; 16 x 16 pixels of five colours.
+HOSTILE = "-R&D(1)50%:a;b,é.png"
+
+
+@pytest.fixture(scope="module")
+def no_tex(module_project_copy, tmp_path_factory):
+    """The shared project copy with the HOSTILE image, and an environment whose PATH
+    has neither xelatex nor apt-get: a machine without TeX where make cannot install it."""
+    cwd, venv = module_project_copy
+    rng = np.random.default_rng(5)
+    palette = rng.integers(0, 256, (5, 3), dtype=np.uint8)
+    Image.fromarray(palette[rng.permutation(np.arange(256) % 5).reshape(16, 16)]).save(cwd / HOSTILE)
+    bin_dir = tmp_path_factory.mktemp("bin")
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(folder).glob("*") if Path(folder).is_dir() else []:
+            link = bin_dir / tool.name
+            if tool.name not in ("xelatex", "apt-get") and not link.exists() and \
+                    os.access(tool, os.X_OK):
+                link.symlink_to(tool)
+    env = {**os.environ, "PATH": str(bin_dir)}
+    return cwd, venv, env, cwd / "output" / paths.image_stem(HOSTILE)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (LAB / ".installed").exists(), reason="make lab has not been set up")
-def test_make_lab_serves_lab_with_the_project_kernel(tmp_path):
-    port = 20000 + os.getpid() % 20000
-    log = tmp_path / "lab.log"
-    with open(log, "w") as f:
-        lab = subprocess.Popen(["make", "lab", f"LAB_ARGS=--port={port} --port-retries=0 "
-                                "--IdentityProvider.token=test"], cwd=ROOT, stdout=f,
-                               stderr=subprocess.STDOUT, start_new_session=True,
-                               env={k: v for k, v in os.environ.items()
-                                    if k not in ("DISPLAY", "WAYLAND_DISPLAY")})
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            time.sleep(0.5)
-            try:
-                with urllib.request.urlopen(f"{url}/lab?token=test", timeout=5) as page:
-                    assert page.status == 200 and b"JupyterLab" in page.read()
-                    break
-            except OSError:
-                assert lab.poll() is None, log.read_text()
-        else:
-            pytest.fail(log.read_text())
-        with urllib.request.urlopen(f"{url}/api/kernelspecs?token=test", timeout=5) as page:
-            specs = json.load(page)
-        text = log.read_text()  # up to serving: what stopping it logs does not count
-    finally:
-        os.killpg(lab.pid, signal.SIGTERM)
-        lab.wait(timeout=30)
-    assert f"{url}/lab" in text or f"localhost:{port}/lab" in text  # the URL to open
-    if os.geteuid() == 0:
-        assert "--allow-root" in text
-    assert "--no-browser" in text and "[W " not in text and "may not be found" not in text
-    spec = specs["kernelspecs"][specs["default"]]["spec"]
-    assert Path(spec["argv"][0]) == ROOT / ".venv" / "bin" / "python"
-    assert spec["display_name"] == "Python 3 (project .venv)"
+def test_ctrl_c_prints_at_most_three_lines_and_leaves_nothing_behind(no_tex):
+    cwd, venv, env, out = no_tex
+    run = subprocess.Popen(["make", f"VENV={venv}", "report", f"IMAGE={HOSTILE}", "KS=2 3",
+                            "N_INIT=1"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while len(list(out.glob(".k-*.part/*.ipynb"))) < 2 and time.time() < deadline:
+        assert run.poll() is None, run.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the notebooks
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode != 0 and 1 <= len(err.splitlines()) <= 3, err
+    assert not list(out.glob(".*")) and not list(out.glob("k-*"))
+
+
+@pytest.mark.slow
+def test_without_tex_the_html_is_published_and_the_pdf_named(no_tex):
+    """A K above the image's colours is left out in one line, the name goes through
+    every step, and the HTML is published with one line naming what the PDF needs."""
+    cwd, venv, env, out = no_tex
+    (out / "report").mkdir(parents=True, exist_ok=True)
+    (out / "report" / "report.pdf").write_text("the PDF of an earlier run")
+    done = _make(cwd, venv, "report", f"IMAGE={HOSTILE}", "KS=2 3 8", "N_INIT=1", env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (out / "report").iterdir()) == ["figures", "report.html"]
+    assert sorted(p.name for p in out.glob("k-*")) == ["k-2", "k-3"]
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if "K = 8 left out" in line and "5 distinct colours" in line]
+    no_pdf = [line for line in lines if line.startswith("No PDF")]
+    packages = (ROOT / "tex-packages.txt").read_text().split()
+    assert len(no_pdf) == 1 and all(package in no_pdf[0] for package in packages), lines
+    html = (out / "report" / "report.html").read_text(encoding="utf-8")
+    assert Path(HOSTILE).stem.replace("&", "&amp;") in html
+
+
+@pytest.mark.slow
+def test_a_run_with_nothing_to_do_touches_nothing_even_a_read_only_report(no_tex):
+    cwd, venv, env, out = no_tex
+    args = ("report", f"IMAGE={HOSTILE}", "KS=2 3 8", "N_INIT=1")
+    assert _make(cwd, venv, *args, env=env).returncode == 0  # made here if run alone
+    before = _tree(cwd / "output")
+    with read_only(out / "report"):
+        done = _make(cwd, venv, *args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Nothing to do" in done.stdout and "publish" not in done.stdout
+    assert _tree(cwd / "output") == before
+
+
+# ------------------------------------------------------------------ Python and environments
+
+@pytest.mark.slow
+def test_a_python_older_than_the_projects_minimum_is_refused_in_one_line(project_copy):
+    cwd, venv = project_copy
+    pyproject = cwd / "pyproject.toml"
+    text, found = re.subn(r'requires-python = ">=[0-9.]+"', 'requires-python = ">=3.99"',
+                          pyproject.read_text())
+    assert found == 1
+    pyproject.write_text(text)
+    done = subprocess.run(["make", "VENV=new-venv", f"PYTHON={sys.executable}", "report"],
+                          cwd=cwd, capture_output=True, text=True, timeout=60)
+    version = ".".join(map(str, sys.version_info[:3]))
+    assert done.returncode != 0 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert f"is Python {version}" in done.stderr and ">= 3.99" in done.stderr
+    assert not (cwd / "new-venv").exists() and not (cwd / "output").exists()
+
+
+@pytest.mark.slow
+def test_an_environment_left_by_a_failed_install_is_rebuilt(project_copy):
+    cwd, venv = project_copy
+    (cwd / "requirements.txt").write_text("")  # the project alone: a quick install
+    broken = cwd / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(broken)], check=True)
+    (broken / "left-behind").write_text("")  # and no venv/.installed: it never finished
+    done = subprocess.run(["make", "VENV=venv", f"PYTHON={sys.executable}", "venv/.installed"],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (broken / ".installed").exists() and not (broken / "left-behind").exists()
+    root = subprocess.run([broken / "bin" / "python", "-c", "from pipeline import paths; "
+                           "print(paths.ROOT)"], capture_output=True, text=True, check=True)
+    assert Path(root.stdout.strip()) == cwd

@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline import defaults, paths
 
 INITS = {"kmeans++": "k-means++", "random": "random (original study)"}  # value: its name in text
+NAMES = ("image", "ks", "seed", "init", "n_init", "split_merge", "tol", "max_iter")  # make's, lower-cased
 MAX_K = 256  # the most colours an indexed PNG holds
 
 
@@ -140,8 +141,7 @@ def main(argv=None) -> int:
     values = {}
     for arg in argv:
         name, sep, value = arg.partition("=")
-        if not sep or name.lower() not in ("image", "ks", "seed", "init", "n_init",
-                                           "split_merge", "tol", "max_iter"):
+        if not sep or name.lower() not in NAMES:
             print(f"usage: python -m pipeline.params NAME=VALUE...: got {arg!r}", file=sys.stderr)
             return 2
         values[name.lower()] = value

@@ -7,6 +7,7 @@ level, so the Makefile can run it before the environment exists.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -37,9 +38,16 @@ def image_path(image: str = "") -> Path:
     return path if path.is_absolute() else ROOT / path
 
 
+# What a name under output/ may hold: make cannot take %, :, ;, (, ), $, *, ?, [, ], =, #,
+# quotes, spaces or backslashes in a target's name, so each other character becomes "_".
+UNSAFE = re.compile(r"[^\w.+,@-]")
+
+
 def image_stem(image: str = "") -> str:
-    """The name the outputs of an image go under: output/<stem>/."""
-    return Path(image).stem if image else Path(DEFAULT_IMAGE_NAME).stem
+    """The name the outputs of an image go under, output/<stem>/: the file's stem, with
+    every character but letters, digits and . _ - + , @ replaced by "_" (R&D.png: R_D)."""
+    stem = UNSAFE.sub("_", Path(image).stem if image else Path(DEFAULT_IMAGE_NAME).stem)
+    return "_" if stem in ("", ".", "..") else stem
 
 
 def results_dir(image: str = "") -> Path:

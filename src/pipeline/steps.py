@@ -10,8 +10,10 @@ of `make report`. Standard library only: this starts in a few milliseconds.
 from __future__ import annotations
 
 import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,18 +23,30 @@ def _cpu_of_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _relay(source, interrupted: threading.Event) -> None:
+    """Copy the step's stderr to ours, until Ctrl-C: what it says while it stops (a
+    traceback of KeyboardInterrupt, say) is not shown; make names the step."""
+    for line in iter(source.readline, b""):
+        if not interrupted.is_set():
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+
+
 def run(log: Path, label: str, command: list[str]) -> int:
     """Run `command`; on success append "start end cpu label" to `log`: its wall-clock
     times and the CPU seconds of its processes (a measure that a busy machine does
-    not inflate)."""
+    not inflate). After Ctrl-C, which the step gets too, its stderr is dropped."""
     start, cpu = time.time(), _cpu_of_children()
-    with subprocess.Popen(command) as process:
-        while True:
-            try:
-                status = process.wait()
-                break
-            except KeyboardInterrupt:  # the step got the same Ctrl-C: let it clean up
-                pass
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+    try:
+        with subprocess.Popen(command, stderr=subprocess.PIPE) as process:
+            relay = threading.Thread(target=_relay, args=(process.stderr, interrupted))
+            relay.start()
+            status = process.wait()  # the step got the same Ctrl-C: it cleans up and stops
+            relay.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if status < 0:  # killed by a signal
         return 128 - status
     if status == 0:

@@ -181,7 +181,7 @@ $(STAGE)/report.pdf: $(RENDERED) | tex $(ENV)
 # Published together; without TeX the HTML alone, and a PDF of an earlier run is removed.
 PUBLISHED := report.html $(PDF)
 $(addprefix $(REPORT_DIR)/,$(PUBLISHED)) &: $(addprefix $(STAGE)/,$(PUBLISHED))
-	$(PY) -m pipeline.atomic publish $(STAGE) $(REPORT_DIR) $(PUBLISHED) figures $(if $(PDF),,--remove report.pdf)
+	$(STEP) $(PY) -m pipeline.atomic publish $(STAGE) $(REPORT_DIR) $(PUBLISHED) figures $(if $(PDF),,--remove report.pdf)
 
 report: $(addprefix $(REPORT_DIR)/,$(PUBLISHED)) ## Fit every K and render the report (the default goal)
 	@$(PY) -m pipeline.steps summary $(STEPS) $(START)

@@ -10,7 +10,6 @@ import ast
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys

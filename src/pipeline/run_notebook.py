@@ -41,8 +41,7 @@ import papermill
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 
-from pipeline import cache
-from pipeline.atomic import remove as _remove
+from pipeline import atomic, cache
 
 KERNEL_DIR_PREFIX = "em-kernel-"  # + <pid of the papermill process>-<random>
 # Temporaries beside an output, named after the process that made them:
@@ -124,7 +123,7 @@ def remove_stale(directory: Path) -> list[Path]:
         match = _TEMPORARY.fullmatch(path.name)
         pid = match["pid"] if match else path.name[len(KERNEL_DIR_PREFIX):].split("-")[0]
         if int(pid) != os.getpid() and not _alive(int(pid)):
-            _remove(path)
+            atomic.remove(path)
             stale.append(path)
     return stale
 
@@ -174,7 +173,7 @@ def run(input_path, output_path, parameters: dict, cwd=None, progress_bar=True,
         else:
             os.replace(work, output_path)
     finally:
-        _remove(work)
+        atomic.remove(work)
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import atomic, cache, params, paths
+from pipeline import atomic, cache, defaults, params, paths
 
 EXPERIMENT = "notebooks/experiment.ipynb"
 REPORT = "notebooks/report.ipynb"
@@ -111,7 +111,7 @@ def schedule(key: Path, results: Path) -> str | None:
     return None if problem in (None, cache.CHANGED) else problem
 
 
-def plan(out: str | Path, image="", ks=None, **settings) -> list[int]:
+def plan(out: str | Path, image="", ks=defaults.KS, **settings) -> list[int]:
     """Check the parameters, write every key, schedule every K of the results folder
     `out`; the K to fit."""
     checked = params.check(image=image, ks=ks, upper=True, **settings)

@@ -1,6 +1,6 @@
 """The report's modules on small results: loading (pipeline.results), tables, the
 generated sentences (narrative, choosing, comparisons), figures, the K slider, the
-study's data and the publishing of a staged report.
+study's data.
 
 The generated text is read as a reader would, on real fits of several small synthetic
 images and K lists (made with the pipeline's own functions, no notebook): sentences

@@ -3,10 +3,9 @@ appendix, as one self-contained HTML page (maths as MathML, no script from outsi
 contents list) or as a PDF through XeLaTeX, with nbconvert's exporters and the templates
 in pipeline/templates/. Code, parameters and stderr are left out; the date is the
 notebooks' execution end, so two renders give the same bytes; the output is written
-atomically. `publish` moves a finished report (HTML, PDF, figures) into place together.
+atomically (pipeline.atomic publishes the finished parts together).
 
     python -m pipeline.render html|pdf DERIVATION.ipynb REPORT.ipynb OUT
-    python -m pipeline.render publish STAGING_DIR REPORT_DIR
 """
 
 from __future__ import annotations
@@ -231,54 +230,9 @@ def render(fmt: str, derivation, report, out) -> Path:
     return Path(out)
 
 
-REPORT_PARTS = ("report.html", "report.pdf", "figures")
-
-
-def publish(staging, dest) -> Path:
-    """Move a finished report (report.html, report.pdf and figures/) from `staging` into
-    the folder `dest`. Every part is first copied beside its place, then all are renamed
-    in: the three change together, and only once all three were made."""
-    staging, dest = Path(staging), Path(dest)
-    missing = [part for part in REPORT_PARTS if not (staging / part).exists()]
-    if missing:
-        raise RenderError(f"{str(staging)!r} holds no finished report: {', '.join(missing)} "
-                          f"missing")
-    dest.mkdir(parents=True, exist_ok=True)
-    fresh = {part: dest / f".{part}.new" for part in REPORT_PARTS}
-    old_figures = dest / ".figures.old"
-
-    def remove(paths):
-        for path in paths:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-
-    remove([*fresh.values(), old_figures])
-    try:
-        for part, path in fresh.items():
-            (shutil.copytree if part == "figures" else shutil.copy2)(staging / part, path)
-    except OSError:  # e.g. a full disk: the report in place stays as it was
-        remove(fresh.values())
-        raise
-    if (dest / "figures").exists():
-        (dest / "figures").rename(old_figures)
-    for part, path in fresh.items():
-        os.replace(path, dest / part)
-    shutil.rmtree(old_figures, ignore_errors=True)
-    return dest
-
-
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    if argv[:1] == ["publish"]:
-        if len(argv) != 3:
-            print("usage: python -m pipeline.render publish STAGING_DIR REPORT_DIR", file=sys.stderr)
-            return 2
-        try:
-            publish(argv[1], argv[2])
-        except RenderError as exc:
-            print(f"render: {exc}", file=sys.stderr)
-            return 1
-        return 0
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("format", choices=("html", "pdf"))

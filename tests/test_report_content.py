@@ -26,8 +26,8 @@ from PIL import Image  # noqa: E402
 
 import em  # noqa: E402
 from pipeline import (atomic, baselines, choosing, comparisons, experiment, figures,  # noqa: E402
-                      images, learned, narrative, paths, render, results, slider, study,
-                      tables)
+                      figures_space, images, learned, narrative, paths, render, results,
+                      slider, study, tables)
 
 REFERENCE_README = paths.STUDY_IMAGE.with_name("README.md")
 MAKE_TARGETS = set(re.findall(r"^([a-z][a-z-]*):", (paths.ROOT / "Makefile").read_text(), re.M))
@@ -735,8 +735,8 @@ def test_figures_print_no_text_under_8_points(cases):
     drawn = [figures.hero(case.rgb, case.segmented, [2, 8], s, errs),
              figures.error_curves(s, errs, study.published()),
              figures.seed_spread(case.seeds, s.ks), figures.palettes(s),
-             figures.colour_cloud(s.learned[ka]["cloud"], s.metrics[ka]["model"]),
-             figures.motion(s.learned[ka]["motion"], s.learned[ka]["cloud"]),
+             figures_space.colour_cloud(s.learned[ka]["cloud"], s.metrics[ka]["model"]),
+             figures_space.motion(s.learned[ka]["motion"], s.learned[ka]["cloud"]),
              figures.convergence(s), figures.study_curve(case.study, study.published()),
              figures.certainty(results.load_png(s.results_dir, ka, learned.ENTROPY_FILE, "L"),
                                results.load_png(s.results_dir, ka, learned.RELABELLED_FILE, "L"),

@@ -90,16 +90,16 @@ def show(frames, image_name: str, start: int = 0) -> None:
 
 
 def motion_html(motion: dict, cloud: dict, image_name: str) -> str:
-    """EM in motion as an iteration slider: the frames of figures.motion_frames (as
+    """EM in motion as an iteration slider: the frames of figures_space.motion_frames (as
     lossless WebP), for the motion figure's HTML form."""
     import matplotlib.pyplot as plt
 
-    from pipeline import figures
+    from pipeline import figures_space
 
     snaps = motion["snapshots"]
     name, k = html.escape(image_name), motion["k"]
     images = []
-    for fig in figures.motion_frames(motion, cloud):
+    for fig in figures_space.motion_frames(motion, cloud):
         buffer = io.BytesIO()
         fig.savefig(buffer, format="webp", dpi=fig.dpi,
                     pil_kwargs={"lossless": True, "quality": 50, "method": 1})

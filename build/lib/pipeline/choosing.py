@@ -1,0 +1,223 @@
+"""Choosing K on one image: what each K gives (PSNR) and costs (palette PNG bytes, fit
+time) beside a JPEG of the same PSNR and BIC, and the recommendation these numbers
+support, as Markdown sentences."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+import em
+from pipeline import experiment, params
+from pipeline.narrative import (REFERENCE_DB, TIE, at, errors, k_list, psnr_k, tied,
+                                times)
+from pipeline.results import Sweep
+
+JPEG_QUALITIES = (1, *range(5, 100, 5))  # Pillow's quality scale, up to 95 (its highest advised)
+CHANNELS = 3
+
+
+def squared_error(a: np.ndarray, b: np.ndarray, rows: int = 256) -> float:
+    """The reconstruction error between two (H, W, 3) uint8 images: the mean over pixels
+    of the squared RGB distance, RGB in [0, 1]; exact integer sums, a band of rows at
+    a time."""
+    total = 0
+    for start in range(0, a.shape[0], rows):
+        d = a[start:start + rows].astype(np.int32) - b[start:start + rows]
+        total += int((d * d).sum(dtype=np.int64))
+    return total / (255.0 ** 2 * a.shape[0] * a.shape[1])
+
+
+def jpeg_curve(rgb: np.ndarray, qualities=JPEG_QUALITIES) -> list[dict]:
+    """The image encoded by Pillow's JPEG encoder (its default settings) at each
+    quality: {quality, bytes, psnr_db} (psnr_db None when the decoded image is exact)."""
+    picture = Image.fromarray(np.ascontiguousarray(rgb))
+    out = []
+    for quality in qualities:
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", quality=quality)
+        with Image.open(buffer) as decoded:
+            error = squared_error(rgb, np.asarray(decoded.convert("RGB")))
+        out.append({"quality": quality, "bytes": buffer.tell(),
+                    "psnr_db": experiment.psnr_db(error) if error > 0 else None})
+    return out
+
+
+def jpeg_at(curve: list[dict], psnr: float | None) -> dict | None:
+    """The smallest JPEG of the curve whose PSNR is at least `psnr` (None: exact), or
+    None when no quality reaches it."""
+    def reaches(point):
+        return point["psnr_db"] is None or (psnr is not None and point["psnr_db"] >= psnr)
+
+    return min((p for p in curve if reaches(p)), key=lambda p: p["bytes"], default=None)
+
+
+def larger_fits(sweep: Sweep, seeds: dict | None) -> list[dict]:
+    """make seeds' fits past the sweep's largest K (for BIC), [] when there are none."""
+    fits = (seeds or {}).get("larger_k") or []
+    return [f for f in fits if f["k"] > sweep.ks[-1] and f.get("bic") is not None]
+
+
+def bic_points(sweep: Sweep, larger: list[dict]) -> tuple[list[int], np.ndarray]:
+    """K and BIC of the sweep, then of the fits past it."""
+    ks = list(sweep.ks) + [f["k"] for f in larger]
+    return ks, np.concatenate([sweep.series("bic"), [f["bic"] for f in larger]])
+
+
+def bic_sentence(sweep: Sweep, larger: list[dict]) -> str:
+    """One sentence: where BIC is lowest, or that it falls throughout."""
+    ks, bic = bic_points(sweep, larger)
+    if len(ks) == 1:
+        return ""
+    best = int(np.argmin(bic))
+    if best == len(ks) - 1 and np.all(np.diff(bic) < 0):
+        return (f"BIC falls at every K up to {ks[-1]}, so it chooses no K on this image; "
+                f"error and size do.")
+    return f"BIC is lowest at K = {ks[best]} of the K fitted ({k_list(ks)})."
+
+
+def bic_text(sweep: Sweep, larger: list[dict], table: str) -> str:
+    """Whether BIC has a minimum up to the largest palette, and what that means."""
+    ks, bic = bic_points(sweep, larger)
+    if len(ks) == 1:
+        return f"BIC needs more than one K to compare; this report fitted K = {ks[0]} only."
+    info = sweep.image
+    n = info["pixels"]
+    best = int(np.argmin(bic))
+    extra = (f" and, from a fit of `make seeds`, at K = {k_list([f['k'] for f in larger])}"
+             if larger else "")
+    if best == len(ks) - 1 and np.all(np.diff(bic) < 0):
+        text = f"BIC ({table}) falls at every K of the sweep, from K = {sweep.ks[0]} to {sweep.ks[-1]}{extra}: "
+        text += (f"it has no minimum for K $\\le$ {ks[-1]} on this image"
+                 + (", the most colours a palette PNG holds. " if ks[-1] >= params.MAX_K else
+                    f". Whether it has one below {params.MAX_K}, the most colours a palette "
+                    f"PNG holds, is not measured here (`make seeds` with this image adds a fit "
+                    f"at K = {params.MAX_K}). "))
+        per = em.n_parameters(2, CHANNELS) - em.n_parameters(1, CHANNELS)
+        penalty = per * np.log(n) / 2
+        ll = np.concatenate([sweep.series("log_likelihood_per_pixel"),
+                             [f["ll_per_pixel"] for f in larger]]) * n
+        gains = np.diff(ll) / np.diff(ks)
+        text += (f"Each component costs {per} parameters, which BIC charges "
+                 f"{penalty:.1f} nats of log-likelihood at {n:,} pixels; between consecutive "
+                 f"K each added component raised the log-likelihood by {gains.min():,.0f} to "
+                 f"{gains.max():,.0f} nats. A photograph's colours are not a few Gaussian "
+                 f"clusters, so more components keep describing their distribution better and "
+                 f"BIC keeps asking for more: it says how many components the colour density "
+                 f"supports, not how many colours the picture needs. K is chosen by the error "
+                 f"and the size one accepts.")
+        return text
+    if best == 0:
+        return (f"BIC ({table}) is lowest at the smallest K fitted, K = {ks[0]}: by BIC, "
+                f"more components do not pay for their parameters on this image.")
+    return (f"BIC ({table}) is lowest at K = {ks[best]} of the K fitted ({k_list(ks)}): by "
+            f"BIC, about that many components describe this image's colours (K between "
+            f"those fitted were not tried).")
+
+
+def recommendation(sweep: Sweep, curve: list[dict], table: str, learned_ref: str) -> str:
+    """Which K, and when a JPEG or k-means serves better, from the numbers of the table."""
+    ks, m = sweep.ks, sweep.metrics
+    info = sweep.image
+    k30 = psnr_k(sweep)
+    if k30 is not None:
+        p = m[k30]
+        text = (f"For a palette image whose PSNR reaches {REFERENCE_DB:.0f} dB (a round "
+                f"reference level; PSNR only approximates what the eye sees), the smallest K "
+                f"of the sweep is K = {k30}: {p['indexed_png_bytes']:,} bytes, "
+                f"{p['bits_per_pixel']:.2f} bits per pixel, "
+                f"{times(p['indexed_png_bytes'] / info['file_bytes'])} the input file. ")
+    else:
+        psnr = m[ks[-1]]["psnr_db"]
+        text = (f"No K of the sweep reaches {REFERENCE_DB:.0f} dB of PSNR (a round reference "
+                f"level); the largest, K = {ks[-1]}, gives {psnr:.1f} dB. ")
+    sizes = {k: jpeg_at(curve, m[k]["psnr_db"]) for k in ks}
+    found = [k for k in ks if sizes[k]]
+    ratio = {k: m[k]["indexed_png_bytes"] / sizes[k]["bytes"] for k in found}
+    png_smaller = [k for k in found if ratio[k] < 1 and not tied(ratio[k], 1)]
+    if found and not png_smaller:
+        text += (f"For storage alone, keep a JPEG: at the PSNR of each palette, the smallest "
+                 f"JPEG that reaches it takes fewer bytes at {at(found, ks)} (the palette "
+                 f"PNG is {times(list(ratio.values()))} its size, {table}). ")
+    elif png_smaller:
+        text += (f"The palette PNG is smaller than a JPEG of the same PSNR at "
+                 f"K = {k_list(png_smaller)}: there the palette is also the smaller file. ")
+    missing = [k for k in ks if not sizes[k]]
+    if missing:
+        text += (f"No JPEG up to quality {curve[-1]['quality']} reaches the PSNR of "
+                 f"K = {k_list(missing)}. ")
+    e = errors(sweep)
+    km = [k for k, a, b in zip(ks, e["EM"], e["k-means"]) if b < a and not tied(a, b)]
+    with np.errstate(divide="ignore"):
+        gain = 10 * np.log10(e["EM"] / e["k-means"])  # k-means' PSNR minus EM's, in dB
+    text += ("A palette is worth its size when a fixed set of colours is the point (an "
+             "indexed format or display, or the segmentation itself). ")
+    if km:
+        gains = gain[[ks.index(k) for k in km]]
+        exact = [k for k, g in zip(km, gains) if not np.isfinite(g)]
+        text += (f"For the lowest squared error at a given K, use k-means: its PSNR is "
+                 f"higher at {at(km, ks)}"
+                 + (f", by {_db(gains[np.isfinite(gains)])}" if np.isfinite(gains).any() else "")
+                 + (f" (its error is 0 at K = {k_list(exact)})" if exact else "") + ". ")
+    else:
+        text += (f"EM's squared error is as low as k-means' (within {TIE:.0%}) or lower at "
+                 f"every K here. ")
+    return text + (f"EM's palette is worth it when the colours' weights and spreads and "
+                   f"each pixel's probabilities are wanted ({learned_ref}).")
+
+
+def summary(sweep: Sweep, curve: list[dict]) -> str:
+    """The recommendation in one sentence, for the conclusions."""
+    ks, m = sweep.ks, sweep.metrics
+    k30 = psnr_k(sweep)
+    text = (f"Choosing K: a PSNR of {REFERENCE_DB:.0f} dB takes K = {k30} "
+            f"({m[k30]['indexed_png_bytes']:,} bytes, {m[k30]['bits_per_pixel']:.2f} bits per "
+            f"pixel)" if k30 is not None else
+            f"Choosing K: no K of the sweep reaches {REFERENCE_DB:.0f} dB of PSNR")
+    sizes = {k: jpeg_at(curve, m[k]["psnr_db"]) for k in ks}
+    ratio = {k: m[k]["indexed_png_bytes"] / sizes[k]["bytes"] for k in ks if sizes[k]}
+    smaller = [k for k, r in ratio.items() if r < 1 and not tied(r, 1)]
+    if ratio and not smaller:
+        text += (f"; for storage alone a JPEG of the same PSNR is smaller at every K where "
+                 f"one reaches it (the palette PNG is {times(list(ratio.values()))} its size), "
+                 f"so a palette pays only where a fixed set of colours is the point")
+    elif smaller:
+        text += (f"; the palette PNG is smaller than a JPEG of the same PSNR at "
+                 f"K = {k_list(smaller)}")
+    return text + "."
+
+
+def file_kind(path) -> str:
+    """The input file's format as the text names it: 'JPEG', 'PNG', ..."""
+    suffix = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+    return "JPEG" if suffix in ("jpg", "jpeg") else suffix.upper() or "file"
+
+
+def _db(values) -> str:
+    low, high = f"{np.min(values):.1f}", f"{np.max(values):.1f}"
+    return f"{low} dB" if low == high else f"{low} to {high} dB"
+
+
+def table_rows(sweep: Sweep, curve: list[dict], larger: list[dict]) -> list[dict]:
+    """One row per K (and per fit past the sweep) with what the choosing table shows;
+    None where a value was not measured."""
+    e = errors(sweep)
+    rows = []
+    for i, k in enumerate(sweep.ks):
+        m = sweep.metrics[k]
+        jpeg = jpeg_at(curve, m["psnr_db"])
+        rows.append({"k": k, "psnr_db": m["psnr_db"], "error": m["reconstruction_error"],
+                     "png_bytes": m["indexed_png_bytes"], "bits_per_pixel": m["bits_per_pixel"],
+                     "of_input": m["indexed_png_bytes"] / sweep.image["file_bytes"],
+                     "jpeg_bytes": jpeg["bytes"] if jpeg else None,
+                     "kmeans_psnr_db": experiment.psnr_db(e["k-means"][i])
+                     if e["k-means"][i] > 0 else None,
+                     "fit_seconds": m["timing"]["fit_seconds"], "bic": m["bic"]})
+    for f in larger:
+        rows.append({"k": f["k"], "psnr_db": experiment.psnr_db(f["error"]) if f["error"] > 0
+                     else None, "error": f["error"], "png_bytes": None, "bits_per_pixel": None,
+                     "of_input": None, "jpeg_bytes": None, "kmeans_psnr_db": None,
+                     "fit_seconds": None, "bic": f["bic"]})
+    return rows

@@ -1,0 +1,75 @@
+"""One make run at a time in a checkout: a lock on the output directory.
+
+    python src/pipeline/lock.py DIRECTORY PID
+
+Takes an exclusive lock (flock) on DIRECTORY, first saying in one line on stderr that it
+waits when another run holds it, and leaves it held by a background process until the
+process PID (the make run) has ended; then returns. The lock is the kernel's, on the
+directory itself: nothing is written, and a run killed outright releases it. Standard
+library only, so the Makefile can run it before the environment exists.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import sys
+import time
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _wait_for(pid: int, poll: float = 0.2) -> None:
+    """Return when the process `pid` has ended: at once where the kernel says so
+    (a pidfd, Linux), else within `poll` seconds."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        while _alive(pid):
+            time.sleep(poll)
+        return
+    select.select([fd], [], [])
+
+
+def hold(directory: str, pid: int) -> None:
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"make: another make run in this checkout is using {directory}/: waiting "
+              f"for it to finish", file=sys.stderr, flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    if os.fork() == 0:  # the holder: keeps the lock (its copy of fd) while `pid` lives
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # make's Ctrl-C ends make, then this
+        null = os.open(os.devnull, os.O_RDWR)
+        for stream in (0, 1, 2):  # nothing of make's output stays open here
+            os.dup2(null, stream)
+        _wait_for(pid)
+        os._exit(0)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or not argv[1].isdigit():
+        print(__doc__.split("\n\n")[1].strip(), file=sys.stderr)
+        return 2
+    try:
+        hold(argv[0], int(argv[1]))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

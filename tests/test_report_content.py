@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 import em  # noqa: E402
 from pipeline import (atomic, baselines, choosing, comparisons, experiment, figures,  # noqa: E402
-                      figures_space, images, learned, narrative, paths, render, results,
+                      figures_space, images, learned, narrative, paths, results,
                       slider, study, tables)
 
 REFERENCE_README = paths.STUDY_IMAGE.with_name("README.md")
@@ -761,26 +761,6 @@ def test_slider_embeds_every_k_and_shows_one():
 
 
 # ------------------------------------------------------------------------ publish
-
-def test_publish_replaces_report_and_figures_together(tmp_path):
-    staging, dest = tmp_path / "staging", tmp_path / "report"
-    (staging / "figures").mkdir(parents=True)
-    (staging / "figures" / "gallery.png").write_bytes(b"new")
-    (dest / "figures").mkdir(parents=True)
-    (dest / "figures" / "old.png").write_bytes(b"old")
-    (dest / "report.html").write_text("old")
-    (dest / "report.pdf").write_text("old")
-    (staging / "report.html").write_text("new")
-    with pytest.raises(render.RenderError, match="report.pdf missing"):
-        render.publish(staging, dest)  # an unfinished report changes nothing
-    assert (dest / "report.html").read_text() == "old"
-    assert sorted(p.name for p in (dest / "figures").iterdir()) == ["old.png"]
-    (staging / "report.pdf").write_text("new")
-    render.publish(staging, dest)
-    assert sorted(p.name for p in (dest / "figures").iterdir()) == ["gallery.png"]
-    assert (dest / "report.html").read_text() == (dest / "report.pdf").read_text() == "new"
-    assert sorted(p.name for p in dest.iterdir()) == ["figures", "report.html", "report.pdf"]
-
 
 # ------------------------------------------------------------------------ the notebook
 

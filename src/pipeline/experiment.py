@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 import em
-from pipeline import images, paths
+from pipeline import paths
 
 METRICS_FILE = "metrics.json"
 SEGMENTED_FILE = "segmented.png"

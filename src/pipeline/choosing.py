@@ -11,9 +11,9 @@ from PIL import Image
 
 import em
 from pipeline import experiment, params
-from pipeline.narrative import (REFERENCE_DB, TIE, at, errors, k_list, psnr_k, tied,
-                                times)
+from pipeline.narrative import REFERENCE_DB, errors, psnr_k
 from pipeline.results import Sweep
+from pipeline.wording import TIE, at, k_list, tied, times
 
 JPEG_QUALITIES = (1, *range(5, 100, 5))  # Pillow's quality scale, up to 95 (its highest advised)
 CHANNELS = 3
@@ -41,7 +41,7 @@ def jpeg_curve(rgb: np.ndarray, qualities=JPEG_QUALITIES) -> list[dict]:
         with Image.open(buffer) as decoded:
             error = squared_error(rgb, np.asarray(decoded.convert("RGB")))
         out.append({"quality": quality, "bytes": buffer.tell(),
-                    "psnr_db": experiment.psnr_db(error) if error > 0 else None})
+                    "psnr_db": experiment.psnr_db(error)})
     return out
 
 
@@ -212,12 +212,11 @@ def table_rows(sweep: Sweep, curve: list[dict], larger: list[dict]) -> list[dict
                      "png_bytes": m["indexed_png_bytes"], "bits_per_pixel": m["bits_per_pixel"],
                      "of_input": m["indexed_png_bytes"] / sweep.image["file_bytes"],
                      "jpeg_bytes": jpeg["bytes"] if jpeg else None,
-                     "kmeans_psnr_db": experiment.psnr_db(e["k-means"][i])
-                     if e["k-means"][i] > 0 else None,
+                     "kmeans_psnr_db": experiment.psnr_db(e["k-means"][i]),
                      "fit_seconds": m["timing"]["fit_seconds"], "bic": m["bic"]})
     for f in larger:
-        rows.append({"k": f["k"], "psnr_db": experiment.psnr_db(f["error"]) if f["error"] > 0
-                     else None, "error": f["error"], "png_bytes": None, "bits_per_pixel": None,
+        rows.append({"k": f["k"], "psnr_db": experiment.psnr_db(f["error"]),
+                     "error": f["error"], "png_bytes": None, "bits_per_pixel": None,
                      "of_input": None, "jpeg_bytes": None, "kmeans_psnr_db": None,
                      "fit_seconds": None, "bic": f["bic"]})
     return rows

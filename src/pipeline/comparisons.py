@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline import results
-from pipeline.narrative import TIE, at, k_list, percent, plural, sci, starts, tied, times
+from pipeline.narrative import starts
+from pipeline.wording import TIE, at, k_list, percent, plural, sci, tied, times
 
 
 def same_as_published(ours: float, published: float, decimals: int) -> bool:

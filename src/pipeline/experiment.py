@@ -44,10 +44,16 @@ def reconstruction_error(colours: np.ndarray, counts: np.ndarray,
     return float(counts @ sq / counts.sum())
 
 
-def psnr_db(error: float) -> float:
+# A reconstruction error below this is the rounding of the palette's means: the palette
+# reproduces the image exactly.
+EXACT_ERROR = 1e-12
+
+
+def psnr_db(error: float) -> float | None:
     """PSNR of a reconstruction with peak 1: 10 log10(1 / MSE), with MSE per channel
-    = reconstruction error / 3 (the error sums the 3 channels)."""
-    return 10.0 * math.log10(3.0 / error)
+    = reconstruction error / 3 (the error sums the 3 channels); None when it is exact
+    (error below EXACT_ERROR)."""
+    return 10.0 * math.log10(3.0 / error) if error >= EXACT_ERROR else None
 
 
 def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
@@ -90,7 +96,7 @@ def metrics(*, result: em.FitResult, k: int, seed: int, init: str, n_init: int,
         "bic": em.bic(result, colours, counts),
         "reconstruction_error": error,
         "reconstruction_error_png": error_png,
-        "psnr_db": psnr_db(error) if error > 0 else None,
+        "psnr_db": psnr_db(error),
         "indexed_png_bytes": png_bytes,
         "bits_per_pixel": 8.0 * png_bytes / n_pixels,
         "compression_ratio_raw": 3.0 * n_pixels / png_bytes,

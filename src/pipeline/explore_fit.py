@@ -191,8 +191,8 @@ def summarise(picture: Picture, mixture: em.Mixture, rule: str = "map",
                                             mixture.means)
     if log_likelihood is None:
         log_likelihood = em.log_likelihood(mixture, picture.colours, picture.counts)
-    summary = Summary(per_colour, labels, palette, error,
-                      experiment.psnr_db(error) if error > 0 else float("inf"),
+    psnr = experiment.psnr_db(error)
+    summary = Summary(per_colour, labels, palette, error, float("inf") if psnr is None else psnr,
                       log_likelihood / picture.n_pixels, -1)
     return summary, _PNG_WRITER.submit(
         lambda: replace(summary, png_bytes=len(images.indexed_png(labels, palette))))

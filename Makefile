@@ -164,7 +164,7 @@ CANNOT_INSTALL_TEX := installing $(TEX_PACKAGES) needs root and apt-get; elsewhe
                       distribution with XeLaTeX and latexmk, and pandoc
 PDF := $(shell { $(TEX_MISSING); } && ! { $(ROOT_WITH_APT); } || echo report.pdf)
 
-tex: ## Install XeLaTeX and pandoc for the PDF (Debian/Ubuntu as root, about 80 s)
+tex: ## Install XeLaTeX, latexmk and pandoc for the PDF (Debian/Ubuntu, as root)
 	@if $(TEX_MISSING); then \
 	  $(ROOT_WITH_APT) || { echo "make tex: $(CANNOT_INSTALL_TEX)" >&2; exit 1; }; \
 	  echo "Installing XeLaTeX and pandoc for the PDF (about 80 s): $(TEX_PACKAGES)"; \
@@ -193,12 +193,12 @@ STUDY_IMAGE ?= $(shell $(PYTHON) src/pipeline/paths.py study-image)
 # make report's settings, for the sweeps over seeds of study and seeds
 SWEEP_ARGS = --n-init $(N_INIT) --split-merge $(SPLIT_MERGE) --tol '$(TOL)' --max-iter $(MAX_ITER)
 
-study: $(ENV) ## Sweep K on the original study's photograph (5 seeds + its random start) -> report/data/study.json
+study: $(ENV) ## The original study's photograph: 5 seeds, its random start, and one run per K under its own rule -> report/data/study.json
 	@test -f '$(STUDY_IMAGE)' || { echo "make study needs the study's photograph at $(STUDY_IMAGE) (STUDY_IMAGE=...)" >&2; exit 1; }
 	$(PY) -m pipeline.study '$(STUDY_IMAGE)' $(STUDY_DATA) --published --ks '$(KS)' $(SWEEP_ARGS)
 
 # ---- The spread over seeds on the report's own image (its error curve shows it when present)
-seeds: $(ENV) ## Every K with 5 seeds + the study's random start -> report/data/seeds.json (other images: output/<image>/)
+seeds: $(ENV) ## The report's image: 5 seeds, the study's random start, K = 256 once for BIC -> report/data/seeds.json (other images: output/<image>/)
 	$(PY) -m pipeline.study '$(IMAGE_PATH)' $(SEEDS_DATA) --ks '$(KS_FIT)' $(SWEEP_ARGS)
 
 # ---- Checks
@@ -213,7 +213,7 @@ test-quick: $(DEV) ## The tests not marked slow (no make, papermill or rendering
 bench: $(DEV) ## Benchmark the kernel against scikit-learn (tables + report/data/bench.json)
 	$(PY) benchmarks/bench_em.py
 
-bench-quick: $(DEV) ## A smaller benchmark (K = 2, 16; three photographs), about 2 minutes
+bench-quick: $(DEV) ## A smaller benchmark (K = 2, 16; three photographs) for before/after comparisons
 	$(PY) benchmarks/bench_em.py --quick
 
 # ---- Working in Jupyter

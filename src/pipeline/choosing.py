@@ -117,6 +117,15 @@ def bic_text(sweep: Sweep, larger: list[dict], table: str) -> str:
             f"those fitted were not tried).")
 
 
+def png_against_jpeg(sweep: Sweep, curve: list[dict]) -> tuple[dict, list]:
+    """Per K where a JPEG of the curve reaches the palette's PSNR, the palette PNG's bytes
+    over that JPEG's ({K: ratio}), and the K where the PNG is the smaller (not tied)."""
+    m = sweep.metrics
+    sizes = {k: jpeg_at(curve, m[k]["psnr_db"]) for k in sweep.ks}
+    ratio = {k: m[k]["indexed_png_bytes"] / sizes[k]["bytes"] for k in sweep.ks if sizes[k]}
+    return ratio, [k for k, r in ratio.items() if r < 1 and not tied(r, 1)]
+
+
 def recommendation(sweep: Sweep, curve: list[dict], table: str, learned_ref: str) -> str:
     """Which K, and when a JPEG or k-means serves better, from the numbers of the table."""
     ks, m = sweep.ks, sweep.metrics
@@ -133,10 +142,8 @@ def recommendation(sweep: Sweep, curve: list[dict], table: str, learned_ref: str
         psnr = m[ks[-1]]["psnr_db"]
         text = (f"No K of the sweep reaches {REFERENCE_DB:.0f} dB of PSNR (a round reference "
                 f"level); the largest, K = {ks[-1]}, gives {psnr:.1f} dB. ")
-    sizes = {k: jpeg_at(curve, m[k]["psnr_db"]) for k in ks}
-    found = [k for k in ks if sizes[k]]
-    ratio = {k: m[k]["indexed_png_bytes"] / sizes[k]["bytes"] for k in found}
-    png_smaller = [k for k in found if ratio[k] < 1 and not tied(ratio[k], 1)]
+    ratio, png_smaller = png_against_jpeg(sweep, curve)
+    found = list(ratio)
     if found and not png_smaller:
         text += (f"For storage alone, keep a JPEG: at the PSNR of each palette, the smallest "
                  f"JPEG that reaches it takes fewer bytes at {at(found, ks)} (the palette "
@@ -144,7 +151,7 @@ def recommendation(sweep: Sweep, curve: list[dict], table: str, learned_ref: str
     elif png_smaller:
         text += (f"The palette PNG is smaller than a JPEG of the same PSNR at "
                  f"K = {k_list(png_smaller)}: there the palette is also the smaller file. ")
-    missing = [k for k in ks if not sizes[k]]
+    missing = [k for k in ks if k not in ratio]
     if missing:
         text += (f"No JPEG up to quality {curve[-1]['quality']} reaches the PSNR of "
                  f"K = {k_list(missing)}. ")
@@ -170,15 +177,13 @@ def recommendation(sweep: Sweep, curve: list[dict], table: str, learned_ref: str
 
 def summary(sweep: Sweep, curve: list[dict]) -> str:
     """The recommendation in one sentence, for the conclusions."""
-    ks, m = sweep.ks, sweep.metrics
+    m = sweep.metrics
     k30 = psnr_k(sweep)
     text = (f"Choosing K: a PSNR of {REFERENCE_DB:.0f} dB takes K = {k30} "
             f"({m[k30]['indexed_png_bytes']:,} bytes, {m[k30]['bits_per_pixel']:.2f} bits per "
             f"pixel)" if k30 is not None else
             f"Choosing K: no K of the sweep reaches {REFERENCE_DB:.0f} dB of PSNR")
-    sizes = {k: jpeg_at(curve, m[k]["psnr_db"]) for k in ks}
-    ratio = {k: m[k]["indexed_png_bytes"] / sizes[k]["bytes"] for k in ks if sizes[k]}
-    smaller = [k for k, r in ratio.items() if r < 1 and not tied(r, 1)]
+    ratio, smaller = png_against_jpeg(sweep, curve)
     if ratio and not smaller:
         text += (f"; for storage alone a JPEG of the same PSNR is smaller at every K where "
                  f"one reaches it (the palette PNG is {times(list(ratio.values()))} its size), "

@@ -41,7 +41,7 @@ import papermill
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 
-from pipeline import atomic, cache
+from pipeline import atomic, cache, lock
 
 KERNEL_DIR_PREFIX = "em-kernel-"  # + <pid of the papermill process>-<random>
 # Temporaries beside an output, named after the process that made them:
@@ -100,16 +100,6 @@ def parse_value(text: str):
     return text
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def remove_stale(directory: Path) -> list[Path]:
     """Remove what runs killed before they could clean up left behind: their
     temporaries in `directory` and their kernels' directories in the temporary
@@ -122,7 +112,7 @@ def remove_stale(directory: Path) -> list[Path]:
     for path in candidates:
         match = _TEMPORARY.fullmatch(path.name)
         pid = match["pid"] if match else path.name[len(KERNEL_DIR_PREFIX):].split("-")[0]
-        if int(pid) != os.getpid() and not _alive(int(pid)):
+        if int(pid) != os.getpid() and not lock.alive(int(pid)):
             atomic.remove(path)
             stale.append(path)
     return stale

@@ -41,7 +41,8 @@ def fit(X, k, *, sample_weight=None, init="kmeans++", n_init: int = 1, tol: floa
         split_merge: int = 0, cancel=None) -> FitResult:
     """Fit a mixture of k isotropic Gaussians to X by EM.
 
-    X: (N, D) samples (float32 keeps a float32 log-joint product); k >= 1 components;
+    X: (N, D) samples (float32 keeps a float32 log-joint product where it rounds by less
+    than 1e-8 nats); k >= 1 components;
     sample_weight: (N,) non-negative (e.g. pixel counts of distinct colours), None for
     ones; init: "kmeans++", "random" (the original study's start) or initial parameters
     (a Mixture or a (weights, means, variances) tuple, run once); n_init: restarts, the

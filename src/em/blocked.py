@@ -6,7 +6,8 @@ a bound known before the product (no pass for the row maximum), with exp's argum
 floored above the subnormals. Blocks run on a small thread pool, sized so that each
 matrix product stays on one BLAS thread; the partition does not depend on the number of
 threads and partial sums are added in block order, so results are bit-identical whatever
-the threads. Float32 input keeps a float32 log-joint product; every sum is float64.
+the threads. Float32 input keeps a float32 log-joint product where it is exact enough
+(core.log_joint_model); every sum is float64.
 """
 
 from __future__ import annotations
@@ -77,17 +78,17 @@ def box_distances(blocks: "Blocks", points: np.ndarray) -> tuple[np.ndarray, np.
 
 class Blocks:
     """Samples prepared once for repeated passes: centred on `shift` (default: the
-    weighted mean), augmented, reordered along a Z-order curve (ordered=False keeps the
-    input order) and cut into blocks of rows, each with its bounding box (lo, hi).
-    X: (N, D), sample_weight: (N,); `order` maps block rows to input rows."""
+    weighted mean), augmented, reordered along a Z-order curve and cut into blocks of
+    rows, each with its bounding box (lo, hi). X: (N, D), sample_weight: (N,); `order`
+    maps block rows to input rows."""
 
     def __init__(self, X, sample_weight, k: int, dtype=np.float64, shift=None,
-                 block_rows: int | None = None, ordered: bool = True):
+                 block_rows: int | None = None):
         X = np.asarray(X, dtype=np.float64)
         self.shift = (np.average(X, axis=0, weights=sample_weight) if shift is None
                       else shift)
-        self.order = spatial_order(X) if ordered else np.arange(X.shape[0])
-        Y = (X[self.order] if ordered else X) - self.shift
+        self.order = spatial_order(X)
+        Y = X[self.order] - self.shift
         self.xa64 = core.augment(Y)  # for the sums of the M-step
         self.xa = self.xa64.astype(dtype, copy=False)  # for the log-joint product
         self.w = np.asarray(sample_weight, dtype=np.float64)[self.order]
@@ -150,14 +151,14 @@ def e_step_block(blocks: Blocks, b: int, model: core.LogJoint, columns: np.ndarr
     model's offset and exp's floor applies where some term may underflow (Blocks.live);
     rows whose terms all underflowed are redone with their own maximum.
     -> p (rows, L), row_sum (rows,), log_norm (rows,) as core.normalise."""
-    xa = blocks.xa[blocks.slices[b]]
-    p, row_sum, log_norm = core.normalise(core.log_joint(xa, model, columns), model.offset,
+    xa, xa64 = blocks.xa[blocks.slices[b]], blocks.xa64[blocks.slices[b]]
+    p, row_sum, log_norm = core.normalise(core.log_joint(xa, model, columns, xa64), model.offset,
                                           row_max=False,
                                           floor=EXP_FLOOR[blocks.dtype] if may_underflow else None)
     low = np.flatnonzero(row_sum < TINY_SUM[blocks.dtype])
     if len(low):
         p[low], row_sum[low], log_norm[low] = core.normalise(
-            core.log_joint(xa[low], model, columns), model.offset)
+            core.log_joint(xa[low], model, columns, xa64[low]), model.offset)
     return p, row_sum, log_norm
 
 

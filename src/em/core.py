@@ -124,7 +124,7 @@ def log_joint_model(mixture: Mixture, centre, radius: float, dtype=np.float64) -
     matrix product: L_nk = y.m_k / s_k - ||y||^2 / (2 s_k) + peak_k - ||m_k||^2 / (2 s_k).
     coef holds it less offset = max_k peak_k, which bounds every L_nk (a density peaks at
     its mean), so exp never overflows. The expansion rounds by up to (D+2) u (|y| +
-    |m_k|)^2 / (2 s_k) nats (u: the unit roundoff; radius: the largest |y|)."""
+    |m_k|)^2 / (2 s_k) nats (u: dtype's unit roundoff; radius: the largest |y|)."""
     d = mixture.d
     means, var = mixture.means - centre, mixture.variances
     with np.errstate(divide="ignore"):  # a weight of 0 gives -inf: it never wins
@@ -134,20 +134,22 @@ def log_joint_model(mixture: Mixture, centre, radius: float, dtype=np.float64) -
     coef[:d] = (means / var[:, None]).T
     coef[d] = -0.5 / var
     coef[d + 1] = peak - offset - 0.5 * (means * means).sum(axis=1) / var
-    rounding = (d + 2) * 2.0 ** -53 * (radius + np.sqrt((means * means).sum(axis=1))) ** 2
+    unit = np.finfo(dtype).eps / 2  # the product's unit roundoff
+    rounding = (d + 2) * unit * (radius + np.sqrt((means * means).sum(axis=1))) ** 2
     exact = rounding > EXACT * 2.0 * var
     return LogJoint(coef.astype(dtype, copy=False), offset, means, var, peak, exact,
                     np.where(exact[:, None], means, 0.0) if exact.any() else None)
 
 
-def log_joint(xa: np.ndarray, model: LogJoint, columns=slice(None)) -> np.ndarray:
+def log_joint(xa: np.ndarray, model: LogJoint, columns=slice(None), xa64=None) -> np.ndarray:
     """L_nk - offset for augmented samples xa (N, D+2) and the components `columns` (all
-    by default): (N, C) in xa's precision; the components marked exact from differences."""
+    by default): (N, C) in xa's precision; the components marked exact from differences
+    of the float64 rows xa64 (xa itself when it is float64)."""
     A = xa @ model.coef[:, columns]
     exact = np.flatnonzero(model.exact[columns]) if model.ref is not None else ()
     if len(exact):
         j = np.arange(len(model.peak))[columns][exact]
-        diff = xa[:, None, :-2].astype(np.float64) - model.means[j]
+        diff = (xa if xa64 is None else xa64)[:, None, :-2] - model.means[j]
         A[:, exact] = (model.peak[j] - model.offset
                        - 0.5 * (diff * diff).sum(axis=2) / model.variances[j])
     return A
@@ -255,7 +257,7 @@ class Dense:
 
     def score(self, mixture: Mixture) -> Scored:
         model = log_joint_model(mixture, self.centre, self.radius, self.xa.dtype)
-        p, row_sum, log_norm = normalise(log_joint(self.xa, model), model.offset)
+        p, row_sum, log_norm = normalise(log_joint(self.xa, model, xa64=self.xa64), model.offset)
         stats = statistics(self.xa64, self.w, p, row_sum, model)
         return Scored(mixture, float(self.w @ log_norm), stats, int(np.argmin(log_norm)), model.ref)
 
@@ -275,23 +277,30 @@ def m_step_of(engine, scored: Scored, var_floor: float) -> tuple[Mixture, bool]:
     return reseed(mixture, dead, *engine.sample(scored.worst), engine.total_weight), True
 
 
-def em_steps(engine, scored: Scored, var_floor: float):
-    """Plain EM's iterates: yields (scored, gain, reseeded) after every iteration, gain
-    being the log-likelihood's change (None after a re-seed, which is not judged)."""
+def em_step(engine, scored: Scored, var_floor: float, step=None):
+    """One EM iteration from a scored mixture: the M-step (m_step_of, or its result `step`
+    when the caller has it) and the new mixture's E-step. -> (scored, gain, reseeded),
+    gain being the log-likelihood's change (None after a re-seed: not judged)."""
+    mixture, reseeded = step or m_step_of(engine, scored, var_floor)
+    new = engine.score(mixture)
+    return new, None if reseeded else abs(new.log_likelihood - scored.log_likelihood), reseeded
+
+
+def em_steps(engine, scored: Scored, var_floor: float, max_iter: int):
+    """Plain EM's iterates: yields em_step's (scored, gain, reseeded) after every iteration
+    (max_iter, run_em's budget, matters only to squarem.accelerated)."""
     while True:
-        mixture, reseeded = m_step_of(engine, scored, var_floor)
-        new = engine.score(mixture)
-        yield new, None if reseeded else abs(new.log_likelihood - scored.log_likelihood), reseeded
-        scored = new
+        scored, gain, reseeded = em_step(engine, scored, var_floor)
+        yield scored, gain, reseeded
 
 
 def run_em(engine, start: Mixture, tol: float, max_iter: int, var_floor: float,
            steps=em_steps, cancel=None) -> FitResult:
     """EM from one start until an iteration gains less than tol per unit of weight, or
-    max_iter. `steps` yields the iterates (em_steps, or squarem.accelerated around it)."""
+    max_iter. `steps` yields the iterates (em_steps, or squarem.accelerated around em_step)."""
     scored = engine.score(start)
     history, reseeds, converged = [scored.log_likelihood], [], False
-    for n_iter, (scored, gain, reseeded) in enumerate(steps(engine, scored, var_floor), 1):
+    for n_iter, (scored, gain, reseeded) in enumerate(steps(engine, scored, var_floor, max_iter), 1):
         history.append(scored.log_likelihood)
         reseeds += [n_iter] if reseeded else []
         converged = gain is not None and gain < tol * engine.total_weight
@@ -356,8 +365,14 @@ def m_step(X, resp, sample_weight=None, var_floor: float = QUANTISATION_VARIANCE
     if resp.ndim != 2 or resp.shape[0] != len(X):
         raise ValueError(f"resp must have shape ({len(X)}, K), got {resp.shape}")
     centre = np.average(X, axis=0, weights=w)
-    stats = statistics(augment(X.astype(np.float64, copy=False) - centre), w, resp, np.ones(len(X)))
-    return mixture_from_statistics(stats, float(w.sum()), var_floor, centre)[0]
+    xa, ones = augment(X.astype(np.float64, copy=False) - centre), np.ones(len(X))
+    mixture = mixture_from_statistics(statistics(xa, w, resp, ones), float(w.sum()), var_floor,
+                                      centre)[0]
+    model = log_joint_model(mixture, centre, math.sqrt(xa[:, -2].max()))
+    if model.ref is None:  # no component's moments lose digits about the centre
+        return mixture
+    return mixture_from_statistics(statistics(xa, w, resp, ones, model), float(w.sum()),
+                                   var_floor, centre, model.ref)[0]
 
 
 def score_samples(mixture: Mixture, X) -> np.ndarray:

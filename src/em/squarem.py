@@ -3,8 +3,9 @@ EM's iterates (fit(accelerate=True), the default). From two EM steps theta0 -> t
 theta2 it extrapolates along the steps' direction, in coordinates where every point is a
 mixture (means, log variances, log weights). The extrapolation is kept only when it
 scores at least theta1, so the log-likelihood never decreases; otherwise theta2 is scored
-as plain EM would have. Stopping is judged on plain EM steps only, so it stops near a fixed
-point of EM, within the tolerance. `accelerated` yields what core.em_steps yields and takes its place in core.run_em.
+as plain EM would have. Stopping is judged on plain EM steps only, so it stops near a
+fixed point of EM, within the tolerance. `accelerated` yields what core.em_steps yields
+and takes its place in core.run_em; its plain steps are core.em_step.
 """
 
 from __future__ import annotations
@@ -44,21 +45,25 @@ def extrapolate(m0: core.Mixture, m1: core.Mixture, m2: core.Mixture, step_max: 
     return core.Mixture(weights / weights.sum(), u[:k * d].reshape(k, d), variances), alpha
 
 
-def accelerated(engine, scored: core.Scored, var_floor: float):
+def accelerated(engine, scored: core.Scored, var_floor: float, max_iter: int):
     """core.em_steps with SQUAREM: yields (scored, gain, reseeded) after every E-step.
     Once a plain step theta0 -> theta1 has been scored, EM's next point theta2 is replaced
     by the extrapolation; a kept one is yielded with gain None (not judged: its gain
     counts at the next plain step); a failed one costs an iteration (theta1 again), then
-    theta2 is scored. The step bound grows while extrapolations reach it."""
+    theta2 is scored. The step bound grows while extrapolations reach it. The last of the
+    max_iter iterations is always a plain step."""
     previous, step_max, jump = None, STEP_MAX0, 0.0  # previous: scored was EM's step from it
+    n = 0  # iterations yielded
     while True:
-        mixture, reseeded = core.m_step_of(engine, scored, var_floor)
-        if previous is not None and not reseeded:
+        step = core.m_step_of(engine, scored, var_floor)
+        mixture, reseeded = step
+        if previous is not None and not reseeded and n + 1 < max_iter:
             trial, alpha = extrapolate(previous.mixture, scored.mixture, mixture, step_max,
                                        var_floor)
             step_max *= STEP_GROWTH if alpha == -step_max else 1.0
             if trial is not None:
                 tried = engine.score(trial)
+                n += 1
                 if tried.log_likelihood >= scored.log_likelihood:
                     jump = tried.log_likelihood - scored.log_likelihood
                     previous, scored = None, tried
@@ -66,7 +71,7 @@ def accelerated(engine, scored: core.Scored, var_floor: float):
                     continue
                 step_max = max(STEP_MAX0, step_max / STEP_GROWTH)
                 yield scored, None, False
-        new = engine.score(mixture)
-        gain = max(abs(new.log_likelihood - scored.log_likelihood), jump)
-        previous, scored, jump = (None if reseeded else scored), new, 0.0
-        yield new, None if reseeded else gain, reseeded
+        new, gain, reseeded = core.em_step(engine, scored, var_floor, step)
+        gain = None if gain is None else max(gain, jump)  # a kept jump counts here
+        previous, scored, jump, n = (None if reseeded else scored), new, 0.0, n + 1
+        yield new, gain, reseeded

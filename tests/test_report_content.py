@@ -831,3 +831,25 @@ def test_the_derivation_reads_as_an_appendix():
     shown = code.count("FIG.show(")
     cited = {int(n) for n in re.findall(r"Figure B(\d+)", prose_text)}
     assert shown >= 8 and cited == set(range(1, shown + 1)), (shown, sorted(cited))
+
+
+# ------------------------------------------------------------------------ the modules
+
+def test_every_public_function_of_the_pipeline_is_used():
+    """A function or class of src/pipeline that nothing in the repository (code,
+    notebooks, Makefile, tests, benchmarks) names outside its own definition is dead."""
+    import ast
+    import subprocess
+    from collections import Counter
+
+    files = subprocess.run(["git", "ls-files", "*.py", "*.ipynb", "Makefile"], cwd=paths.ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    words = Counter(re.findall(r"\w+", "\n".join(
+        (paths.ROOT / f).read_text() for f in files if (paths.ROOT / f).is_file())))
+    unused = []
+    for module in sorted((paths.ROOT / "src" / "pipeline").glob("*.py")):
+        for node in ast.parse(module.read_text()).body:
+            if (isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+                    and words[node.name] < 2):
+                unused.append(f"{module.stem}.{node.name}")
+    assert not unused, unused

@@ -138,13 +138,6 @@ def image_grid(panels: Sequence[np.ndarray], titles: Sequence[str], *, ncols: in
     return fig, axes
 
 
-def downsample(rgb: np.ndarray, factor: int) -> np.ndarray:
-    """Average factor x factor blocks (Pillow's reduce), for very large images."""
-    from PIL import Image
-
-    return rgb if factor <= 1 else np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).reduce(factor))
-
-
 def _errors_panel(ax, sweep: Sweep, errors: dict, published: list | None = None) -> None:
     for name, values in errors.items():
         ax.plot(sweep.ks, values, label=name, **STYLE[name])

@@ -69,12 +69,6 @@ def psnr_k(sweep: Sweep, db: float = REFERENCE_DB):
     return None
 
 
-def ranking(sweep: Sweep) -> dict[int, list[str]]:
-    """The three methods at each K, lowest error first."""
-    e = errors(sweep)
-    return {k: sorted(METHODS, key=lambda m: e[m][i]) for i, k in enumerate(sweep.ks)}
-
-
 def _group(e: dict, i: int, pick) -> tuple[str, ...]:
     """The methods whose error at index i is the lowest (pick=min) or the highest
     (pick=max), with those within TIE of it."""

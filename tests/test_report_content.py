@@ -524,6 +524,20 @@ def test_study_texts_compare_per_k_with_the_published_table():
     assert "It is equal to the study's printed run at K = 2 and 4" in rule
 
 
+def test_stopping_rules_compare_tolerances_not_times():
+    original = study.original()
+    pixels = original["image"]["width"] * original["image"]["height"]
+    data = fake_study()
+    data["settings"]["tol"] = 1e-4
+    looser = 1e-4 * pixels / original["tol_total"]
+    text = comparisons.study_intro(original, data)
+    assert f"a tolerance about {looser:,.0f} times looser" in text and "sooner" not in text
+    data["settings"]["tol"] = 1e-10  # stricter than the study's
+    text = comparisons.study_intro(original, data)
+    assert f"a tolerance about {1 / (1e-10 * pixels / original['tol_total']):,.0f} times " \
+           f"stricter" in text and "looser" not in text
+
+
 def test_seed_spread_names_the_widest_k_and_where_the_random_start_falls():
     text = narrative.seed_spread(fake_study(), [2, 4])
     # K = 2: 0.048 to 0.050 (+4.2 %); K = 4: 0.0170 to 0.0174 (+2.4 %); random 0.049, 0.0165

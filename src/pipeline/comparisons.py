@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline import results
 from pipeline.narrative import starts
-from pipeline.wording import TIE, at, k_list, percent, plural, sci, tied, times
+from pipeline.wording import TIE, at, k_list, percent, plural, ratio, sci, tied, times
 
 
 def same_as_published(ours: float, published: float, decimals: int) -> bool:
@@ -71,13 +71,16 @@ def stopping_rules(study: dict, data: dict) -> str:
     """The study's stopping rule and ours, side by side, from their own records."""
     ours = data["settings"]
     pixels = study["image"]["width"] * study["image"]["height"]
+    looser = ours["tol"] * pixels / study["tol_total"]
+    than = ("the same tolerance as the study's" if tied(looser, 1.0) else
+            f"a tolerance about {ratio(looser)} times looser" if looser > 1 else
+            f"a tolerance about {ratio(1 / looser)} times stricter")
     return (f"The study ran EM once per K from its random start ({study['start']}) and "
             f"stopped when the total log-likelihood changed by less than "
             f"{study['tol_total']:g} between iterations: over its {pixels:,} pixels, "
             f"{sci(study['tol_total'] / pixels)} nats per pixel. `make report`'s settings "
             f"stop each run when a plain EM step gains less than {ours['tol']:g} nats per "
-            f"pixel, about {ours['tol'] * pixels / study['tol_total']:,.0f} times sooner, "
-            f"and keep {starts({'n_init': ours['n_init'], 'init': 'kmeans++'})}, "
+            f"pixel, {than}, and keep {starts({'n_init': ours['n_init'], 'init': 'kmeans++'})}, "
             f"with SQUAREM acceleration.")
 
 

@@ -39,8 +39,8 @@ def tied(a: float, b: float) -> bool:
 
 
 def ratio(x: float) -> str:
-    """A ratio with the decimals its size needs: 1.53, 19.8, 227."""
-    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+    """A ratio with the decimals its size needs: 1.53, 19.8, 227, 3,795."""
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:,.0f}"
 
 
 def ratios(a, b) -> np.ndarray:

@@ -658,6 +658,16 @@ def test_recommendation_keeps_the_jpeg_only_when_it_is_smaller():
     assert "No JPEG up to quality 50 reaches the PSNR of K = 64" in text
 
 
+def test_kmeans_gains_keep_the_digits_of_the_smallest():
+    # k-means 1.1 % and 10 % below EM: 0.048 and 0.46 dB, neither tied
+    sweep = fake_sweep([0.0100, 0.0020], [0.00989, 0.0018], [0.02, 0.004], ks=[8, 64])
+    text = choosing.recommendation(sweep, [{"quality": 50, "bytes": 9, "psnr_db": 9.0}],
+                                   "Table 2", "section 5")
+    low, high = re.search(r"higher at every K, by ([\d.]+) to ([\d.]+) dB", text).groups()
+    assert float(low) == pytest.approx(10 * math.log10(0.0100 / 0.00989), rel=0.1)
+    assert float(high) == pytest.approx(10 * math.log10(0.0020 / 0.0018), rel=0.1)
+
+
 # ------------------------------------------------------------------------ tables
 
 def test_markdown_table():

@@ -5,6 +5,7 @@ support, as Markdown sentences."""
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 from PIL import Image
@@ -201,7 +202,10 @@ def file_kind(path) -> str:
 
 
 def _db(values) -> str:
-    low, high = f"{np.min(values):.1f}", f"{np.max(values):.1f}"
+    """'0.05 to 1.23 dB': as many decimals as the smallest (positive) value needs to
+    show a digit, at least one."""
+    decimals = max(1, -math.floor(math.log10(np.min(values))))
+    low, high = f"{np.min(values):.{decimals}f}", f"{np.max(values):.{decimals}f}"
     return f"{low} dB" if low == high else f"{low} to {high} dB"
 
 

@@ -658,6 +658,25 @@ def test_recommendation_keeps_the_jpeg_only_when_it_is_smaller():
     assert "No JPEG up to quality 50 reaches the PSNR of K = 64" in text
 
 
+def test_palette_against_jpeg_in_three_groups():
+    # PSNR 24.8 dB at K = 8 and 31.8 dB at K = 64; one JPEG of 20,000 bytes reaches both
+    jpeg = [{"quality": 50, "bytes": 20_000, "psnr_db": 33.0}]
+    for png8, group8 in ((19_900, "tied"), (20_100, "tied"), (10_000, "PNG")):
+        sweep = fake_sweep([0.01, 0.002], [0.01, 0.002], [0.02, 0.004], ks=[8, 64],
+                           png_bytes={8: png8, 64: 90_000})
+        ratio, groups = choosing.png_against_jpeg(sweep, jpeg)
+        assert groups == {"JPEG": [64], "tied": [8] if group8 == "tied" else [],
+                          "PNG": [8] if group8 == "PNG" else []}
+        for text in (choosing.recommendation(sweep, jpeg, "Table 2", "section 5"),
+                     choosing.summary(sweep, jpeg)):
+            assert "a JPEG of the same PSNR is smaller at K = 64 (the palette PNG is 4.50 " \
+                   "times its size)" in text
+            assert ("within 1% of each other's size at K = 8" in text) == (group8 == "tied")
+            assert ("the palette PNG is smaller than a JPEG of the same PSNR at K = 8 (0.50 "
+                    "times its size)" in text) == (group8 == "PNG")
+            assert "every K" not in text.split("A palette is worth")[0]
+
+
 def test_kmeans_gains_keep_the_digits_of_the_smallest():
     # k-means 1.1 % and 10 % below EM: 0.048 and 0.46 dB, neither tied
     sweep = fake_sweep([0.0100, 0.0020], [0.00989, 0.0018], [0.02, 0.004], ks=[8, 64])

@@ -118,13 +118,32 @@ def bic_text(sweep: Sweep, larger: list[dict], table: str) -> str:
             f"those fitted were not tried).")
 
 
-def png_against_jpeg(sweep: Sweep, curve: list[dict]) -> tuple[dict, list]:
+def png_against_jpeg(sweep: Sweep, curve: list[dict]) -> tuple[dict, dict]:
     """Per K where a JPEG of the curve reaches the palette's PSNR, the palette PNG's bytes
-    over that JPEG's ({K: ratio}), and the K where the PNG is the smaller (not tied)."""
+    over that JPEG's ({K: ratio}), and those K in three groups: {"JPEG": [K where the
+    JPEG is the smaller], "tied": [K where the two are within TIE], "PNG": [...]}."""
     m = sweep.metrics
     sizes = {k: jpeg_at(curve, m[k]["psnr_db"]) for k in sweep.ks}
     ratio = {k: m[k]["indexed_png_bytes"] / sizes[k]["bytes"] for k in sweep.ks if sizes[k]}
-    return ratio, [k for k, r in ratio.items() if r < 1 and not tied(r, 1)]
+    groups = {"JPEG": [k for k, r in ratio.items() if r > 1 and not tied(r, 1)],
+              "tied": [k for k, r in ratio.items() if tied(r, 1)],
+              "PNG": [k for k, r in ratio.items() if r < 1 and not tied(r, 1)]}
+    return ratio, groups
+
+
+def sizes_clause(ratio: dict, groups: dict, ks) -> str:
+    """Where the JPEG of the same PSNR is the smaller file, where the two are tied and
+    where the palette PNG is the smaller (png_against_jpeg), each with its K and ratio."""
+    def of(group):
+        return times([ratio[k] for k in groups[group]])
+
+    parts = ([f"a JPEG of the same PSNR is smaller at {at(groups['JPEG'], ks)} (the palette "
+              f"PNG is {of('JPEG')} its size)"] if groups["JPEG"] else []) + \
+            ([f"the palette PNG and a JPEG of the same PSNR are within {TIE:.0%} of each "
+              f"other's size at {at(groups['tied'], ks)}"] if groups["tied"] else []) + \
+            ([f"the palette PNG is smaller than a JPEG of the same PSNR at "
+              f"{at(groups['PNG'], ks)} ({of('PNG')} its size)"] if groups["PNG"] else [])
+    return k_list(parts) if parts else ""
 
 
 def recommendation(sweep: Sweep, curve: list[dict], table: str, learned_ref: str) -> str:
@@ -143,15 +162,11 @@ def recommendation(sweep: Sweep, curve: list[dict], table: str, learned_ref: str
         psnr = m[ks[-1]]["psnr_db"]
         text = (f"No K of the sweep reaches {REFERENCE_DB:.0f} dB of PSNR (a round reference "
                 f"level); the largest, K = {ks[-1]}, gives {psnr:.1f} dB. ")
-    ratio, png_smaller = png_against_jpeg(sweep, curve)
-    found = list(ratio)
-    if found and not png_smaller:
-        text += (f"For storage alone, keep a JPEG: at the PSNR of each palette, the smallest "
-                 f"JPEG that reaches it takes fewer bytes at {at(found, ks)} (the palette "
-                 f"PNG is {times(list(ratio.values()))} its size, {table}). ")
-    elif png_smaller:
-        text += (f"The palette PNG is smaller than a JPEG of the same PSNR at "
-                 f"K = {k_list(png_smaller)}: there the palette is also the smaller file. ")
+    ratio, groups = png_against_jpeg(sweep, curve)
+    if ratio:
+        lead = ("keep a JPEG: " if groups["JPEG"] and not groups["PNG"] else
+                "a palette saves nothing: " if not groups["PNG"] else "")
+        text += f"For storage alone ({table}), {lead}{sizes_clause(ratio, groups, ks)}. "
     missing = [k for k in ks if k not in ratio]
     if missing:
         text += (f"No JPEG up to quality {curve[-1]['quality']} reaches the PSNR of "
@@ -184,14 +199,11 @@ def summary(sweep: Sweep, curve: list[dict]) -> str:
             f"({m[k30]['indexed_png_bytes']:,} bytes, {m[k30]['bits_per_pixel']:.2f} bits per "
             f"pixel)" if k30 is not None else
             f"Choosing K: no K of the sweep reaches {REFERENCE_DB:.0f} dB of PSNR")
-    ratio, smaller = png_against_jpeg(sweep, curve)
-    if ratio and not smaller:
-        text += (f"; for storage alone a JPEG of the same PSNR is smaller at every K where "
-                 f"one reaches it (the palette PNG is {times(list(ratio.values()))} its size), "
-                 f"so a palette pays only where a fixed set of colours is the point")
-    elif smaller:
-        text += (f"; the palette PNG is smaller than a JPEG of the same PSNR at "
-                 f"K = {k_list(smaller)}")
+    ratio, groups = png_against_jpeg(sweep, curve)
+    if ratio:
+        text += "; for storage alone, " + sizes_clause(ratio, groups, sweep.ks)
+        if not groups["PNG"]:
+            text += ", so a palette pays only where a fixed set of colours is the point"
     return text + "."
 
 

@@ -643,6 +643,38 @@ def test_bic_text_says_whether_bic_has_a_minimum():
         choosing.bic_text(dip, [], "Table 2")
 
 
+def test_bic_text_names_only_fits_the_project_can_make(cases):
+    """BIC falling up to the largest K: `make seeds` is named only when it would add a
+    fit (study.sweep fits no K above the image's colours), and a sweep that reaches the
+    image's number of colours is not explained by a photograph's clusters."""
+    def falling(colours):
+        sweep = fake_sweep([0.1, 0.05, 0.02], [0.1, 0.05, 0.02], [0.1, 0.05, 0.02])
+        sweep.image["distinct_colours"] = colours
+        return sweep
+
+    text = choosing.bic_text(falling(100), [], "Table 2")
+    assert "`make seeds`" not in text
+    assert "up to 100, this image's number of distinct colours" in text
+    assert "Gaussian clusters" in text
+    text = choosing.bic_text(falling(300), [], "Table 2")
+    assert "`make seeds` with this image adds a fit at K = 256" in text
+    for text in (choosing.bic_text(falling(8), [], "Table 2"), prose(cases["blocks"])["bic"]):
+        assert "`make seeds`" not in text and "Gaussian clusters" not in text
+        assert "as many components as the image has distinct colours" in text
+    assert "it is lowest at the largest K possible" in choosing.bic_sentence(falling(8), [])
+
+
+def test_bic_lowest_at_the_last_k_is_no_minimum():
+    sweep = fake_sweep([0.1, 0.05, 0.02], [0.1, 0.05, 0.02], [0.1, 0.05, 0.02])
+    for k, bic in zip(sweep.ks, (1.0e6, 1.1e6, 0.9e6)):  # rises at K = 4, lowest at K = 8
+        sweep.metrics[k]["bic"] = bic
+    text = choosing.bic_text(sweep, [], "Table 2")
+    assert "about that many components" not in text and "it rises at K = 4" in text
+    assert "no minimum for K $\\le$ 8" in text and "`make seeds`" in text
+    sentence = choosing.bic_sentence(sweep, [])
+    assert "lowest at the largest K fitted, K = 8, so it shows no minimum" in sentence
+
+
 def test_recommendation_keeps_the_jpeg_only_when_it_is_smaller():
     sweep = fake_sweep([0.01, 0.002], [0.008, 0.0015], [0.02, 0.004], ks=[8, 64],
                        png_bytes={8: 30_000, 64: 90_000}, file_bytes=60_000)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 import em
-from pipeline import experiment, params
+from pipeline import experiment, params, study
 from pipeline.narrative import REFERENCE_DB, errors, psnr_k
 from pipeline.results import Sweep
 from pipeline.wording import TIE, at, k_list, tied, times
@@ -73,10 +73,17 @@ def bic_sentence(sweep: Sweep, larger: list[dict]) -> str:
     if len(ks) == 1:
         return ""
     best = int(np.argmin(bic))
-    if best == len(ks) - 1 and np.all(np.diff(bic) < 0):
-        return (f"BIC falls at every K up to {ks[-1]}, so it chooses no K on this image; "
-                f"error and size do.")
-    return f"BIC is lowest at K = {ks[best]} of the K fitted ({k_list(ks)})."
+    if best < len(ks) - 1:
+        return f"BIC is lowest at K = {ks[best]} of the K fitted ({k_list(ks)})."
+    every = ("as many components as this image has distinct colours"
+             if ks[-1] >= sweep.image["distinct_colours"] else "")
+    if np.all(np.diff(bic) < 0):
+        return (f"BIC falls at every K up to {ks[-1]}, {every}: it is lowest at the largest "
+                f"K possible." if every else f"BIC falls at every K up to {ks[-1]}, so it "
+                f"chooses no K on this image; error and size do.")
+    return (f"BIC is lowest at the largest K fitted, K = {ks[-1]}, {every}: the largest K "
+            f"possible." if every else f"BIC is lowest at the largest K fitted, K = "
+            f"{ks[-1]}, so it shows no minimum up to there; error and size choose K.")
 
 
 def bic_text(sweep: Sweep, larger: list[dict], table: str) -> str:
@@ -84,38 +91,66 @@ def bic_text(sweep: Sweep, larger: list[dict], table: str) -> str:
     ks, bic = bic_points(sweep, larger)
     if len(ks) == 1:
         return f"BIC needs more than one K to compare; this report fitted K = {ks[0]} only."
-    info = sweep.image
-    n = info["pixels"]
     best = int(np.argmin(bic))
-    extra = (f" and, from a fit of `make seeds`, at K = {k_list([f['k'] for f in larger])}"
-             if larger else "")
-    if best == len(ks) - 1 and np.all(np.diff(bic) < 0):
-        text = f"BIC ({table}) falls at every K of the sweep, from K = {sweep.ks[0]} to {sweep.ks[-1]}{extra}: "
-        text += (f"it has no minimum for K $\\le$ {ks[-1]} on this image"
-                 + (", the most colours a palette PNG holds. " if ks[-1] >= params.MAX_K else
-                    f". Whether it has one below {params.MAX_K}, the most colours a palette "
-                    f"PNG holds, is not measured here (`make seeds` with this image adds a fit "
-                    f"at K = {params.MAX_K}). "))
-        per = em.n_parameters(2, CHANNELS) - em.n_parameters(1, CHANNELS)
-        penalty = per * np.log(n) / 2
-        ll = np.concatenate([sweep.series("log_likelihood_per_pixel"),
-                             [f["ll_per_pixel"] for f in larger]]) * n
-        gains = np.diff(ll) / np.diff(ks)
-        text += (f"Each component costs {per} parameters, which BIC charges "
-                 f"{penalty:.1f} nats of log-likelihood at {n:,} pixels; between consecutive "
-                 f"K each added component raised the log-likelihood by {gains.min():,.0f} to "
-                 f"{gains.max():,.0f} nats. A photograph's colours are not a few Gaussian "
-                 f"clusters, so more components keep describing their distribution better and "
-                 f"BIC keeps asking for more: it says how many components the colour density "
-                 f"supports, not how many colours the picture needs. K is chosen by the error "
-                 f"and the size one accepts.")
-        return text
     if best == 0:
         return (f"BIC ({table}) is lowest at the smallest K fitted, K = {ks[0]}: by BIC, "
                 f"more components do not pay for their parameters on this image.")
-    return (f"BIC ({table}) is lowest at K = {ks[best]} of the K fitted ({k_list(ks)}): by "
-            f"BIC, about that many components describe this image's colours (K between "
-            f"those fitted were not tried).")
+    if best < len(ks) - 1:
+        return (f"BIC ({table}) is lowest at K = {ks[best]} of the K fitted ({k_list(ks)}): "
+                f"by BIC, about that many components describe this image's colours (K "
+                f"between those fitted were not tried).")
+    # lowest at the largest K fitted: no minimum found up to there
+    n, colours = sweep.image["pixels"], sweep.image["distinct_colours"]
+    falls = bool(np.all(np.diff(bic) < 0))
+    if falls:
+        text = (f"BIC ({table}) falls at every K of the sweep, from K = {sweep.ks[0]} to "
+                f"{sweep.ks[-1]}" + (f" and, from a fit of `make seeds`, at K = "
+                                     f"{k_list([f['k'] for f in larger])}" if larger else ""))
+    else:
+        rises = [b for b, x, y in zip(ks[1:], bic, bic[1:]) if y >= x]
+        text = (f"BIC ({table}) does not fall at every K (it rises at K = {k_list(rises)}) "
+                f"but is lowest at the largest K fitted, K = {ks[-1]}"
+                + (" (a fit of `make seeds`)" if larger else ""))
+    if ks[-1] >= colours:
+        text += ((f": it is lowest at K = {ks[-1]}" if falls else "")
+                 + ", as many components as the image has distinct colours and the most a "
+                   "fit can use. ")
+    else:
+        text += (f": {'it has' if falls else 'it shows'} no minimum for K $\\le$ {ks[-1]} "
+                 f"on this image")
+        if ks[-1] >= params.MAX_K:
+            text += ", the most colours a palette PNG holds. "
+        else:
+            limit = min(params.MAX_K, colours)
+            more = study.past_sweep(ks, study.BIC_KS, colours)
+            text += (f". Whether it has one for K up to {limit}, "
+                     + ("the most colours a palette PNG holds" if limit == params.MAX_K else
+                        "this image's number of distinct colours")
+                     + ", is not measured here"
+                     + (f" (`make seeds` with this image adds a fit at K = {k_list(more)})"
+                        if more else "") + ". ")
+    per = em.n_parameters(2, CHANNELS) - em.n_parameters(1, CHANNELS)
+    ll = np.concatenate([sweep.series("log_likelihood_per_pixel"),
+                         [f["ll_per_pixel"] for f in larger]]) * n
+    gains = np.diff(ll) / np.diff(ks)
+    low, high = f"{gains.min():,.0f}", f"{gains.max():,.0f}"
+    text += (f"Each component costs {per} parameters, which BIC charges "
+             f"{per * np.log(n) / 2:.1f} nats of log-likelihood at {n:,} pixels; between "
+             f"consecutive K each added component "
+             f"{'raised' if gains.min() > 0 else 'changed'} the log-likelihood by "
+             + (f"{low} nats. " if low == high else f"{low} to {high} nats. "))
+    if not falls:
+        return text + "K is chosen by the error and the size one accepts."
+    if ks[-1] >= colours:
+        text += ("Every added component fits the image's few exact colours more closely, "
+                 "up to as many components as colours")
+    else:
+        text += ("The colours of this image are not a few Gaussian clusters, so more "
+                 "components keep describing their distribution better and BIC keeps "
+                 "asking for more")
+    return text + (": BIC says how many components the colour density supports, not how "
+                   "many colours the picture needs. K is chosen by the error and the size "
+                   "one accepts.")
 
 
 def png_against_jpeg(sweep: Sweep, curve: list[dict]) -> tuple[dict, dict]:

@@ -117,13 +117,19 @@ def sweep(image, ks, *, seeds=range(5), n_init: int = defaults.N_INIT,
     data = {"image": {"name": path.name, "width": width, "height": height,
                       "pixels": width * height, "distinct_colours": int(len(colours))},
             "settings": settings, "runs": runs}
-    larger_ks = [k for k in larger_ks if k <= len(colours)]
+    larger_ks = past_sweep(ks, larger_ks, len(colours))
     if larger_ks:
         data["larger_k"] = fits(larger_ks, "kmeans++ seed 0", init=defaults.INIT, seed=0,
                                 **settings)
     if with_published:
         data["study_rule"] = study_rule(colours, counts, ks, log=log)
     return data
+
+
+def past_sweep(ks, larger_ks, distinct_colours: int) -> list[int]:
+    """Of larger_ks, the K that a sweep over ks fits once more (for BIC): past its
+    largest K and at most the image's number of distinct colours."""
+    return [k for k in larger_ks if max(ks) < k <= distinct_colours]
 
 
 def study_rule(colours, counts, ks, log=print) -> dict:
@@ -161,7 +167,7 @@ def main(argv=None) -> int:
         data = sweep(args.image, ks, seeds=range(args.seeds), n_init=args.n_init,
                      split_merge=args.split_merge, tol=args.tol, max_iter=args.max_iter,
                      with_published=args.published,
-                     larger_ks=() if args.published else [k for k in BIC_KS if k > max(ks)])
+                     larger_ks=() if args.published else BIC_KS)
     except (images.ImageError, ValueError) as exc:
         print(f"study: {exc}", file=sys.stderr)
         return 1

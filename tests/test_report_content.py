@@ -549,6 +549,26 @@ def test_seed_spread_names_the_widest_k_and_where_the_random_start_falls():
     assert narrative.seed_spread(fake_study(), [8]) == ""  # no K in common
 
 
+def seeds_with_errors(errors_by_k: dict) -> dict:
+    """A sweep over seeds (make seeds) with the given k-means++ errors per K, one per seed."""
+    n = len(next(iter(errors_by_k.values())))
+    return {"runs": [{"init": "kmeans++", "seed": s, "fits": [
+        {"k": k, "error": e[s], "iterations": 10, "iterations_all": 30, "seconds": 1.0}
+        for k, e in errors_by_k.items()]} for s in range(n)]}
+
+
+def test_seed_spread_calls_equal_errors_equal():
+    # K = 6: exact palettes whose errors are rounding residues; K = 8: within 0.5 %
+    exact_and_close = seeds_with_errors({6: [6.4e-33, 1.3e-32, 0.0], 8: [0.0100, 0.0101, 0.01005]})
+    text = narrative.seed_spread(exact_and_close, [6, 8])
+    assert "differs" not in text and "0.0%" not in text
+    assert "every seed gives EM the same error at every K" in text
+    mixed = seeds_with_errors({6: [6.4e-33, 1.3e-32, 0.0], 8: [0.0100, 0.0124, 0.0110]})
+    text = narrative.seed_spread(mixed, [6, 8])
+    assert "differs by up to 24.0% between the best and the worst seed (K = 8)" in text
+    assert "every seed gives EM the same error at K = 6" in text and "103" not in text
+
+
 def test_speed_text_splits_rows_and_kernel_and_says_where_both_converged():
     entry = {"rows": [{"k": 2, "ours_rows": 1000, "sklearn_rows": 7700,
                        "ours_us_per_row": 0.1, "sklearn_us_per_row": 1.8,

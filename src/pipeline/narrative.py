@@ -186,14 +186,26 @@ def seed_spread(seeds: dict, ks) -> str:
         return ""
     shown = [seed_ks[i] for i in idx]
     seeded = seeded[:, idx]
-    spread = seeded.max(axis=0) / seeded.min(axis=0) - 1
-    widest = int(np.argmax(spread))
+    hi, lo = seeded.max(axis=0), seeded.min(axis=0)
+    same = [k for k, h, low in zip(shown, hi, lo) if tied(h, low)]
+    exact = [k for k, h, low in zip(shown, hi, lo) if k not in same and low < EXACT]
+    spread = {k: h / low - 1 for k, h, low in zip(shown, hi, lo) if k not in same + exact}
+    parts = []
+    if spread:
+        widest = max(spread, key=spread.get)
+        parts.append(f"EM's error at one K differs by up to {spread[widest]:.1%} between the "
+                     f"best and the worst seed (K = {widest})")
+    if exact:
+        parts.append(f"at K = {k_list(exact)} some seeds give an exact palette (error 0) and "
+                     f"others do not")
+    if same:
+        zero = all(h < EXACT for k, h in zip(shown, hi) if k in same)
+        parts.append(f"every seed gives EM the same error at {at(same, shown)} "
+                     + ("(0: an exact palette)" if zero else f"(within {TIE:.0%})"))
     text = (f"Over {len(seeded)} seeds (k-means++ starts, the other settings as above), "
-            f"EM's error at one K differs by up to {spread[widest]:.1%} between the best "
-            f"and the worst seed (K = {shown[widest]}).")
+            + "; ".join(parts) + ".")
     if random is not None:
         random = random[idx]
-        hi, lo = seeded.max(axis=0), seeded.min(axis=0)
         above = [k for k, r, h in zip(shown, random, hi) if r > h and not tied(r, h)]
         below = [k for k, r, low in zip(shown, random, lo) if r < low and not tied(r, low)]
         inside = [k for k in shown if k not in above and k not in below]

@@ -189,7 +189,7 @@ def prose(case: Case) -> dict[str, str]:
         "no bench, default": comparisons.no_bench("image", default_image=True),
     }
     if "motion" in s.learned[ka]:
-        text["motion"] = narrative.motion_text(s, ka)
+        text["motion"] = narrative.motion_text(s, ka, "Table 1")
     if case.study:
         text["study rule"] = comparisons.study_rule_text(case.study, original, "Table 3")
         text["study seeds"] = comparisons.seeds_text(case.study, original, "Table 4")
@@ -482,6 +482,20 @@ def test_the_first_k_over_30_db_is_of_the_ks_run():
     sweep = fake_sweep([0.1, 0.01, 0.001], [0.1, 0.01, 0.001], [0.1, 0.01, 0.001], ks=[2, 8, 32])
     # PSNR = 10 log10(3 / error): 14.8, 24.8, 34.8 dB
     assert "Of these K, the smallest whose PSNR reaches 30 dB is K = 32" in narrative.abstract(sweep)
+
+
+def test_motion_text_words_the_fits_starts_and_cites_the_given_table():
+    sweep = fake_sweep([0.1, 0.05], [0.05, 0.04], [0.2, 0.1], ks=[4, 8])
+    sweep.learned[8]["motion"] = {"iterations": 31}
+    sweep.metrics[8]["iterations"] = 13
+    text = narrative.motion_text(sweep, 8, "Table 7")
+    assert "(Table 7)" in text and "Table 1" not in text
+    assert "first of the fit's starts" in text and "the best of 3 k-means++ starts" in text
+    assert "13 iterations on the winning start at this K" in text
+    sweep.metrics[8]["n_init"] = 1
+    text = narrative.motion_text(sweep, 8, "Table 7")
+    assert "best" not in text and "starts" not in text and "winning" not in text
+    assert "from the fit's start" in text and "one k-means++ start" in text
 
 
 def test_smallest_k_explains_a_broad_component_only_when_there_is_one():

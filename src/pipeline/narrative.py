@@ -333,14 +333,19 @@ def certainty_text(sweep: Sweep, k: int) -> str:
                    f"of {num(em_error)} with the same palette.")
 
 
-def motion_text(sweep: Sweep, k: int) -> str:
-    """Why the plain run of the motion figure takes more iterations than the fit."""
+def motion_text(sweep: Sweep, k: int, table: str) -> str:
+    """Why the plain run of the motion figure takes more iterations than the fit;
+    table: where the fit's iterations are listed, e.g. "Table 1"."""
     m = sweep.learned[k]["motion"]
     fit = sweep.metrics[k]
-    return (f"The figure's run is plain EM from the first of the fit's starts: "
+    one, moves = fit["n_init"] == 1, bool(fit.get("split_merge"))
+    counted = ((" on the winning start" if not one else "")
+               + (" and its moves" if moves and not one else " with its moves" if moves else ""))
+    first = "the fit's start" if one else "the first of the fit's starts"
+    return (f"The figure's run is plain EM from {first}: "
             f"{plural(m['iterations'], 'iteration')} to the tolerance. The fit itself "
-            f"(Table 1) extrapolates between EM steps (SQUAREM) and kept the best of its "
-            f"starts: {plural(fit['iterations'], 'iteration')} at this K.")
+            f"({table}), {starts(fit)}{split_merge_clause(fit)}, extrapolates between EM "
+            f"steps (SQUAREM): {plural(fit['iterations'], 'iteration')}{counted} at this K.")
 
 
 def changes(segmented: dict, ks) -> str:

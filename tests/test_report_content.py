@@ -437,6 +437,24 @@ def test_least_accurate_is_named_per_k_with_its_numbers():
     assert "Lowest error: k-means at every K" in text
 
 
+def test_hero_sentence_names_the_k_the_figure_shows():
+    for ks, shown in (([2, 4, 8, 16, 32, 64, 128], [4, 16, 64]), ([4, 8, 32], [4]),
+                      ([3, 5], [3, 5]), ([2, 8, 32, 128], [2, 8, 32])):
+        assert figures.hero_ks(ks) == shown
+        text = narrative.hero_sentence("Figure 1", "photo", figures.hero_ks(ks))
+        assert listed(re.search(r"with (K = [^.]+)\.$", text).group(1), ks) == shown, text
+        assert ("segmentations" in text) == (len(shown) > 1), text
+
+
+def test_reseed_marks_count_the_reseeds():
+    sweep = fake_sweep([0.1, 0.05], [0.1, 0.05], [0.1, 0.05], reseeds={4: [3]})
+    assert narrative.reseed_marks(sweep) == ("Red triangle: the re-seed of a component that "
+                                             "had lost its weight.")
+    sweep = fake_sweep([0.1, 0.05], [0.1, 0.05], [0.1, 0.05], reseeds={2: [1], 4: [3, 5]})
+    assert narrative.reseed_marks(sweep).startswith("Red triangles: 3 re-seeds of components")
+    assert narrative.reseed_marks(fake_sweep([0.1], [0.1], [0.1])) == "No component was re-seeded."
+
+
 def test_reseed_sentence_follows_the_runs():
     none = narrative.convergence(fake_sweep([0.1, 0.05], [0.1, 0.05], [0.1, 0.05]))
     assert "no component had to be re-seeded" in none

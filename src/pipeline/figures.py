@@ -181,6 +181,12 @@ def seed_spread(seeds: dict, ks):
     return fig
 
 
+def hero_ks(ks) -> list[int]:
+    """The K that page 1's figure shows: 4, 16 and 64 where they were run, else the
+    first three K."""
+    return [k for k in (4, 16, 64) if k in ks] or list(ks[:3])
+
+
 def hero(rgb: np.ndarray, segmented: dict, shown: Sequence[int], sweep: Sweep,
          errors: dict):
     """Page 1: the original beside a few K, and the error curve of every method."""

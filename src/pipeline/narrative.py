@@ -152,6 +152,13 @@ def abstract(sweep: Sweep, bic_sentence: str = "") -> str:
     return (head + nums + take + bic_sentence).strip()
 
 
+def hero_sentence(figure: str, name: str, shown) -> str:
+    """'Figure 1 shows *name* beside its segmentations with K = 4, 16 and 64.', worded
+    from the K the figure shows (figures.hero_ks)."""
+    return (f"{figure} shows *{name}* beside its segmentation{'s' if len(shown) > 1 else ''} "
+            f"with K = {k_list(shown)}.")
+
+
 def data_sentence(sweep: Sweep) -> str:
     """How much smaller the data is as distinct colours than as pixels, and the starts."""
     info, m = sweep.image, sweep.metrics[sweep.ks[0]]
@@ -253,6 +260,15 @@ def reseeds(sweep: Sweep) -> tuple[int, list[int]]:
     """The number of re-seeded components over the sweep and the K where it happened."""
     where = [k for k in sweep.ks if sweep.metrics[k]["reseeds"]]
     return sum(len(sweep.metrics[k]["reseeds"]) for k in sweep.ks), where
+
+
+def reseed_marks(sweep: Sweep) -> str:
+    """The convergence figure's key to its re-seed marks, from the count of re-seeds."""
+    n, _ = reseeds(sweep)
+    if n == 0:
+        return "No component was re-seeded."
+    return ("Red triangle: the re-seed of a component that had lost its weight." if n == 1 else
+            f"Red triangles: {plural(n, 're-seed')} of components that had lost their weight.")
 
 
 def convergence(sweep: Sweep) -> str:

@@ -787,6 +787,20 @@ def test_fmt():
     assert tables.fmt(None) == tables.fmt(float("nan")) == "n/a"
 
 
+def test_choosing_table_shows_bic_differences_on_a_small_image():
+    sweep = fake_sweep([0.1, 0.05, 0.02], [0.1, 0.05, 0.02], [0.1, 0.05, 0.02])
+    bic = {2: -10_612.4, 4: -11_050.2, 8: -10_990.7}  # a small image's BIC, in nats
+    for k, b in bic.items():
+        sweep.metrics[k]["bic"] = b
+    table = tables.choosing(choosing.table_rows(sweep, [], []), sweep.image, "JPEG")
+    lines = table.splitlines()
+    assert lines[0].rstrip(" |").endswith("BIC above lowest")
+    cells = {int(line.split("|")[1]): line.split("|")[-2].strip() for line in lines[2:-1]}
+    shown = {k: float(c.replace(",", "")) for k, c in cells.items()}
+    assert cells[4] == "0" and shown[2] > shown[8] > shown[4]
+    assert shown[2] - shown[8] == pytest.approx(bic[2] - bic[8], abs=1)
+
+
 def test_study_tables_have_one_row_per_k_with_the_published_errors():
     original = study.original()
     rows = tables.study(fake_study(), original).splitlines()[2:]

@@ -811,6 +811,22 @@ def test_study_tables_have_one_row_per_k_with_the_published_errors():
     assert "0.048741" in rule[0] and "0.016805" in rule[1] and "yes (0.0090)" in rule[0]
 
 
+def test_study_table_counts_iterations_as_its_caption_says():
+    data = fake_study()
+    assert tables.study_iterations(data) == "the iterations of every start"
+    assert "| 30 |" in re.sub(r" +", " ", tables.study(data, study.original()))
+    data["settings"]["split_merge"] = 2  # study.one_fit counts only the winning start's
+    for run in data["runs"]:
+        for fit in run["fits"]:
+            fit["iterations_all"] = None
+    rows = tables.study(data, study.original()).splitlines()[2:]
+    assert "n/a" not in "".join(rows)
+    assert [re.sub(r" +", " ", r).split(" | ")[4] for r in rows] == ["10", "20"]
+    assert [re.sub(r" +", " ", r).split(" | ")[-1].rstrip(" |") for r in rows] == ["30", "60"]
+    assert tables.study_iterations(data) == ("the iterations of the winning start and its "
+                                             "split-and-merge moves")
+
+
 def test_numbers_follow_first_mention_and_refuse_another_order():
     tab = tables.Numbered()
     assert tab.ref("b") == "Table 1"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import matplotlib
@@ -444,6 +445,36 @@ def test_hero_sentence_names_the_k_the_figure_shows():
         text = narrative.hero_sentence("Figure 1", "photo", figures.hero_ks(ks))
         assert listed(re.search(r"with (K = [^.]+)\.$", text).group(1), ks) == shown, text
         assert ("segmentations" in text) == (len(shown) > 1), text
+
+
+@pytest.mark.parametrize("name", ["st*r", "back\\slash", "a_b_c", "[x](y)", "#1 <b>", "R&D 50%"])
+def test_an_image_name_reads_as_it_is_in_html_and_latex(name):
+    """Every sentence that names the image gives its name as it is, whatever Markdown or
+    LaTeX would make of its characters (emphasis, links, commands): through pandoc, as
+    the report is rendered, to plain text."""
+    sweep = fake_sweep([0.1, 0.05], [0.09, 0.04], [0.12, 0.06])
+    for m in sweep.metrics.values():
+        m["image"] = {**m["image"], "name": name}
+    for text in (narrative.abstract(sweep), narrative.hero_sentence("Figure 1", name, [2, 4]),
+                 comparisons.no_bench(name, False)):
+        plain = subprocess.run(["pandoc", "-f", "markdown", "-t", "plain", "--wrap=none"],
+                               input=text, capture_output=True, text=True, check=True).stdout
+        assert name in plain, (text, plain)  # raw LaTeX (\\slash) would be dropped here
+
+
+def test_certainty_and_convergence_texts_fit_the_run():
+    """No reason given for relabelled pixels when there are none; 'the winning start'
+    only when there were several."""
+    sweep = fake_sweep([0.1, 0.05], [0.09, 0.04], [0.12, 0.06])
+    sweep.learned[2].update(mean_entropy=0.1, uncertain_share=0.05, beyond_log2_share=0.0,
+                            relabelled_share=0.0)
+    text = narrative.certainty_text(sweep, 2)
+    assert "For every pixel the most probable component is the nearest mean." in text
+    assert "claims colours" not in text and "Relabelling" not in text
+    assert "on the winning start" in narrative.convergence(sweep)
+    for m in sweep.metrics.values():
+        m["n_init"] = 1
+    assert "winning" not in narrative.convergence(sweep)
 
 
 def test_reseed_marks_count_the_reseeds():
@@ -916,8 +947,6 @@ def test_slider_embeds_every_k_and_shows_one():
     with pytest.raises(ValueError):
         slider.slider_html([], "photo")
 
-
-# ------------------------------------------------------------------------ publish
 
 # ------------------------------------------------------------------------ the notebook
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline import results
 from pipeline.narrative import starts
-from pipeline.wording import TIE, at, k_list, percent, plural, ratio, sci, tied, times
+from pipeline.wording import TIE, at, k_list, markdown, percent, plural, ratio, sci, tied, times
 
 
 def same_as_published(ours: float, published: float, decimals: int) -> bool:
@@ -57,7 +57,7 @@ def no_bench(name: str, default_image: bool, photos: list[dict] = ()) -> str:
     if default_image:
         return ("`report/data/bench.json` has no entry for this image: `make bench` writes "
                 "it, with the speed table of this section.")
-    text = (f"`report/data/bench.json` has no entry for *{name}*: `make bench` times the "
+    text = (f"`report/data/bench.json` has no entry for *{markdown(name)}*: `make bench` times the "
             f"kernel on the default image and the study's photograph only, so this report "
             f"has no speed table.")
     ks = [p["k"] for p in photos if p["name"] == name]

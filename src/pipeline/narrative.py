@@ -11,7 +11,8 @@ import numpy as np
 
 from pipeline import learned, params, results
 from pipeline.results import Sweep
-from pipeline.wording import EXACT, TIE, at, k_list, num, plural, possessive, ratios, tied, times
+from pipeline.wording import (EXACT, TIE, at, k_list, markdown, num, plural, possessive, ratios,
+                              tied, times)
 
 METHODS = ("EM", "k-means", "median cut")
 REFERENCE_DB = 30.0  # a round PSNR level the report uses as a reference, nothing more
@@ -44,6 +45,11 @@ def starts(m: dict) -> str:
     """'the best of 3 k-means++ starts' or 'one k-means++ start'."""
     n, name = m["n_init"], start_name(m["init"])
     return f"one {name} start" if n == 1 else f"the best of {n} {name} starts"
+
+
+def the_start(m: dict) -> str:
+    """'the winning start' of several, 'the start' of one."""
+    return "the winning start" if m["n_init"] > 1 else "the start"
 
 
 def errors(sweep: Sweep) -> dict[str, np.ndarray]:
@@ -129,7 +135,7 @@ def abstract(sweep: Sweep, bic_sentence: str = "") -> str:
     info, ks = sweep.image, sweep.ks
     e = errors(sweep)["EM"]
     head = (f"We fit mixtures of K isotropic Gaussians by EM to the colours of a "
-            f"{info['width']} $\\times$ {info['height']} photograph ({info['name']}, "
+            f"{info['width']} $\\times$ {info['height']} photograph ({markdown(info['name'])}, "
             f"{info['distinct_colours']:,} distinct colours), for K = {k_list(ks)}, "
             f"and use each mixture to segment the image and store it as a K-colour "
             f"palette PNG. ")
@@ -155,7 +161,8 @@ def abstract(sweep: Sweep, bic_sentence: str = "") -> str:
 def hero_sentence(figure: str, name: str, shown) -> str:
     """'Figure 1 shows *name* beside its segmentations with K = 4, 16 and 64.', worded
     from the K the figure shows (figures.hero_ks)."""
-    return (f"{figure} shows *{name}* beside its segmentation{'s' if len(shown) > 1 else ''} "
+    return (f"{figure} shows *{markdown(name)}* beside its segmentation"
+            f"{'s' if len(shown) > 1 else ''} "
             f"with K = {k_list(shown)}.")
 
 
@@ -280,7 +287,7 @@ def convergence(sweep: Sweep) -> str:
            if it.min() == it.max()
            else f"EM ran {it.min()} (K = {sweep.ks[int(it.argmin())]}) to {it.max()} "
                 f"iterations (K = {sweep.ks[int(it.argmax())]})")
-    text = (f"{ran} on the winning start, {starts(m0)}{split_merge_clause(m0)}, stopping "
+    text = (f"{ran} on {the_start(m0)}, {starts(m0)}{split_merge_clause(m0)}, stopping "
             f"when a plain EM step gained less than {m0['tol']:g} nats per pixel. ")
     drops = [k for k in sweep.ks if _drops(sweep.metrics[k])]
     text += ("The log-likelihood never decreased between iterations" if not drops else
@@ -339,9 +346,12 @@ def certainty_text(sweep: Sweep, k: int) -> str:
             f"{np.log(k):.3f}); {100 * L['uncertain_share']:.1f} % of the pixels have no "
             f"component with a responsibility of {learned.SURE} or more, and "
             f"{100 * L['beyond_log2_share']:.2f} % are less sure than an even split between "
-            f"two. For {100 * L['relabelled_share']:.2f} % of the pixels the most probable "
-            f"component is not the nearest mean: a broad or heavy component claims colours "
-            f"closer to a narrow one's mean. ")
+            f"two. ")
+    if not L["relabelled_share"]:
+        return text + "For every pixel the most probable component is the nearest mean."
+    text += (f"For {100 * L['relabelled_share']:.2f} % of the pixels the most probable "
+             f"component is not the nearest mean: a broad or heavy component claims colours "
+             f"closer to a narrow one's mean. ")
     if tied(near, em_error):
         return text + (f"Relabelling them by nearest mean changes the error by less than "
                        f"{TIE:.0%} ({num(near)} against {num(em_error)}).")

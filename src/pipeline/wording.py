@@ -5,6 +5,7 @@ the rounding of an exact palette) are equal, never a win."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -83,3 +84,9 @@ def possessive(name: str) -> str:
 def at(ks, all_ks) -> str:
     """Where something holds: 'every K', 'K = 2', 'K = 2, 4 and 8'."""
     return "every K" if len(ks) == len(all_ks) > 1 else f"K = {k_list(ks)}"
+
+
+def markdown(text: str) -> str:
+    """`text` as Markdown shows it: every ASCII punctuation mark backslash-escaped (an
+    image named st*r or back\\slash must not become emphasis or a LaTeX command)."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)

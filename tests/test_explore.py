@@ -371,6 +371,71 @@ def test_in_the_background_no_job_shows_after_a_newer_one_was_made(image_dir):
     assert [e.job for e in explorer.events if e.what == "shown" and e.job in steps] == steps
 
 
+def _wait_for_event(explorer, what: str, doing: str) -> None:
+    for _ in range(6000):
+        if any((e.what, e.doing) == (what, doing) for e in explorer.events):
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"no {what!r} event of {doing!r} in 60 s")
+
+
+@pytest.mark.parametrize("when", ["drawing", "shown"])
+def test_a_labels_change_while_a_fit_draws_is_drawn(image_dir, monkeypatch, when):
+    """The labels are set to nearest mean after the K = 6 fit read MAP and began to
+    draw: while it draws its pictures ("drawing"; held before its numbers), or once
+    they are shown while the palette PNG is being sized ("shown"; held there). The
+    fit is not stopped, and the picture, numbers and status at the end are of the
+    nearest-mean labels of its mixture."""
+    explorer = explore.Explorer(image=str(image_dir / "small.png"), images_dir=image_dir,
+                                settings=Settings(k=4), background=True)
+    assert explorer.wait(60)
+    go_on = threading.Event()
+    if when == "drawing":
+        real_metrics = draw.metrics_html
+
+        def held_metrics(*args, **kwargs):
+            go_on.wait(60)
+            return real_metrics(*args, **kwargs)
+        monkeypatch.setattr(draw, "metrics_html", held_metrics)
+    else:
+        real_summarise = explore.summarise
+
+        class HeldSize:
+            def __init__(self, sized):
+                self.sized = sized
+
+            def result(self, timeout=None):
+                if not go_on.wait(timeout):
+                    raise TimeoutError
+                return self.sized.result()
+
+        def held_summarise(*args, **kwargs):
+            summary, sized = real_summarise(*args, **kwargs)
+            return summary, HeldSize(sized)
+        monkeypatch.setattr(explore, "summarise", held_summarise)
+
+    explorer.k.value = 6
+    _wait_for_event(explorer, when, "fitting K = 6 on the preview")
+    explorer.labels.value = "nearest"
+    go_on.set()
+    assert explorer.wait(60)
+    assert ("shown", "fitting K = 6 on the preview") in _shown_and_cancelled(explorer)
+    picture, result, summary = explorer.picture, explorer.result, explorer.summary
+    assert result.k == 6
+    nearest, sq = em.nearest_centre(picture.colours, result.means)
+    assert not np.array_equal(nearest, em.predict(result, picture.colours)), \
+        "the two rules label this image differently at K = 6"
+    np.testing.assert_array_equal(summary.colour_labels, nearest)
+    assert summary.error == pytest.approx(picture.counts @ sq / picture.n_pixels, rel=1e-12)
+    assert summary.png_bytes == len(images.indexed_png(summary.labels, summary.palette))
+    shown = np.asarray(Image.open(io.BytesIO(explorer.segmented.value)).convert("RGB"))
+    np.testing.assert_array_equal(shown, summary.palette[nearest[picture.inverse]]
+                                  .reshape(*picture.shape, 3))
+    assert "whose mean is nearest" in explorer.segmented_caption.value
+    assert "K = 6, nearest means" in explorer.message and "⚠" not in explorer.message
+    assert f"{summary.png_bytes:,} bytes" in explorer.metrics.value
+
+
 def test_jobs_supersede_all_but_earlier_steps_and_tick_for_the_newest():
     gate, ran, ticks = threading.Event(), [], []
     jobs = Jobs(background=True, tick=0.01,

@@ -259,7 +259,7 @@ class Explorer:
     def relabel(self) -> None:
         """Redraw what is shown with the chosen labelling rule (no refit)."""
         if self.jobs.busy_with("fit", "step"):
-            return  # the job running or waiting draws with the new rule
+            return  # the job running or waiting draws with the new rule (see _show)
         if self.mixture is None:
             return self.refit()
 
@@ -334,33 +334,44 @@ class Explorer:
               before=None,
               marks=((), ()), result: em.FitResult | None = None, settings=None,
               button: str = STEP) -> None:
-        """Draw one mixture, unless a newer job superseded this one (em.Cancelled)."""
-        rule = self.labels.value
-        summary, sized = summarise(picture, mixture, rule, history[-1])
-        with self.jobs.drawing:  # one job draws at a time, and only if not superseded
-            with self.jobs.lock:
-                job.stop_if_superseded()
-                self.jobs.record("drawing", job)
-            self._draw(picture, mixture, summary, history, title, previous, marks, button,
-                       rule)
-            if result is not None:
-                self.result, self._steps, self._step_key = result, [], None
-                self._last_fit = (settings, picture, summary)
-            self.shown = dict(picture=picture, mixture=mixture, history=history,
-                              status=status, title=title, headline=headline,
-                              previous=previous, marks=marks, button=button)
-            seconds = job.elapsed()
-            self.metrics.value = draw.metrics_html(picture, summary, status, seconds, before)
-            self.timing = {"shown": seconds}
+        """Draw one mixture, unless a newer job superseded this one (em.Cancelled).
 
-            def shown():
-                job.settled = True
-                for widget in self._results:
-                    widget.remove_class(STALE)
-                self._say(f"{picture.describe()}. {headline}, {LABELS[rule]}s; shown "
-                          f"{seconds:.2f} s after the change.")
-            self.jobs.when_newest(job, shown)
-            self.jobs.record("shown", job)
+        The labelling rule is read before drawing; a change of it made meanwhile finds
+        this job busy (relabel leaves the redraw to it), so the job draws again with
+        the new rule until the rule it drew is the one chosen when it settles."""
+        rule = self.labels.value
+        while True:
+            summary, sized = summarise(picture, mixture, rule, history[-1])
+            with self.jobs.drawing:  # one job draws at a time, and only if not superseded
+                with self.jobs.lock:
+                    job.stop_if_superseded()
+                    self.jobs.record("drawing", job)
+                self._draw(picture, mixture, summary, history, title, previous, marks,
+                           button, rule)
+                if result is not None:
+                    self.result, self._steps, self._step_key = result, [], None
+                    self._last_fit = (settings, picture, summary)
+                self.shown = dict(picture=picture, mixture=mixture, history=history,
+                                  status=status, title=title, headline=headline,
+                                  previous=previous, marks=marks, button=button)
+                seconds = job.elapsed()
+                self.metrics.value = draw.metrics_html(picture, summary, status, seconds,
+                                                       before)
+                self.timing = {"shown": seconds}
+
+                def shown():
+                    job.settled = True  # from now on a change of labels redraws itself
+                    for widget in self._results:
+                        widget.remove_class(STALE)
+                    self._say(f"{picture.describe()}. {headline}, {LABELS[rule]}s; shown "
+                              f"{seconds:.2f} s after the change.")
+                with self.jobs.lock:  # relabel asks busy_with under this lock
+                    if self.jobs.is_newest(job) and self.labels.value != rule:
+                        rule = self.labels.value  # changed while this job drew
+                        continue
+                    self.jobs.when_newest(job, shown)
+                self.jobs.record("shown", job)
+                break
         # The palette PNG's size (zlib at its slowest level) follows, on its own line.
         while not job.superseded:
             try:

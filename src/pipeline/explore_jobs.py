@@ -114,9 +114,10 @@ class Jobs:
         return job
 
     def busy_with(self, *kinds: str) -> bool:
-        """Whether a job of one of these kinds is running or waiting, not superseded."""
+        """Whether a job of one of these kinds is running or waiting, neither
+        superseded nor settled (a settled job's result is on screen: it draws no more)."""
         with self.lock:
-            return any(j.kind in kinds and not j.superseded
+            return any(j.kind in kinds and not (j.superseded or j.settled)
                        for j in self._pending + self._running)
 
     def is_newest(self, job: Job) -> bool:

@@ -460,6 +460,30 @@ def test_jobs_supersede_all_but_earlier_steps_and_tick_for_the_newest():
     assert all(b >= a for (d, a), (e, b) in zip(ticks, ticks[1:]) if d == e)
 
 
+def test_a_job_dropped_before_it_ran_is_recorded_cancelled():
+    """Step 2 waits behind step 1 when a fit supersedes both: step 2 never runs and
+    its "cancelled" is recorded at once; every job submitted ends in the log."""
+    started, gate, ran = threading.Event(), threading.Event(), []
+    jobs = Jobs(background=True)
+
+    def run(job):
+        ran.append(job.doing)
+        if job.doing == "step 1":
+            started.set()
+            gate.wait(60)
+            job.stop_if_superseded()
+    first = jobs.submit(Job("step", "step 1", run))
+    assert started.wait(60)
+    waiting = jobs.submit(Job("step", "step 2", run))
+    fit = jobs.submit(Job("fit", "fit", run))
+    assert [e.what for e in jobs.events if e.job == waiting.id] == ["submitted", "cancelled"]
+    gate.set()
+    assert jobs.wait(60)
+    assert "step 2" not in ran and fit.done and waiting.done
+    cancelled = [e.job for e in jobs.events if e.what == "cancelled"]
+    assert sorted(cancelled) == [first.id, waiting.id]  # the fit ran to its end
+
+
 # ------------------------------------------------------------ settings and screen
 
 def test_the_settings_list_builds_every_widget_and_its_checks(explorer):

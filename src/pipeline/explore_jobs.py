@@ -53,8 +53,9 @@ class Job:
 @dataclass(frozen=True)
 class Event:
     """What happened to a job: what ("submitted"; "drawing": it was not superseded
-    when it began to draw, "shown": it has drawn; "cancelled"; "failed"), the job's
-    id and `doing`, and when (time.perf_counter())."""
+    when it began to draw, "shown": it has drawn; "cancelled": a newer job stopped it
+    running, or dropped it before it ran; "failed"), the job's id and `doing`, and
+    when (time.perf_counter())."""
 
     what: str
     job: int
@@ -96,9 +97,13 @@ class Jobs:
             for old in self._pending + self._running:
                 if not (job.kind == old.kind == "step"):
                     old.superseded = True
+            dropped = [j for j in self._pending if j.superseded]
             self._pending = [j for j in self._pending if not j.superseded] + [job]
             self.newest = job
             self.record("submitted", job)
+            for old in dropped:  # never ran: it ends here
+                old.done = True
+                self.record("cancelled", old)
             if self.on_submit:
                 self.on_submit(job)
             if not self.background:

@@ -5,7 +5,9 @@ settings list makes every widget, and nothing is written into the project."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import inspect
 import io
 import os
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import traitlets
 from PIL import Image
 
 import em
@@ -325,7 +328,9 @@ def test_a_second_setting_during_a_long_fit_wins_and_the_old_fit_stops(image_dir
     assert started[2].wait(60)  # the newest fit runs without waiting for the old to stop
     # The status line is the newest job's; the old pictures are marked stale.
     assert explorer.message.startswith("fitting K = 2 on the preview")
-    assert all(explore.STALE in w._dom_classes for w in (explorer.segmented, explorer.palette))
+    results = (explorer.segmented, explorer.segmented_caption, explorer.palette,
+               explorer.history_plot, explorer.space_plot, explorer.metrics)
+    assert all(w in explorer.dimmed for w in results)
     go_on[64].set()
     while not any(e.what == "cancelled" for e in explorer.events):
         go_on[2].wait(0.01)
@@ -340,7 +345,7 @@ def test_a_second_setting_during_a_long_fit_wins_and_the_old_fit_stops(image_dir
                                              split_merge=2, tol=fitting.TOL,
                                              max_iter=fitting.MAX_ITER))
     assert "K = 2, MAP labels" in explorer.message and "⚠" not in explorer.message
-    assert not any(explore.STALE in w._dom_classes for w in (explorer.segmented, explorer.palette))
+    assert explorer.dimmed == []
 
 
 def test_in_the_background_no_job_shows_after_a_newer_one_was_made(image_dir):
@@ -487,21 +492,34 @@ def test_a_job_dropped_before_it_ran_is_recorded_cancelled():
 # ------------------------------------------------------------ settings and screen
 
 def test_the_settings_list_builds_every_widget_and_its_checks(explorer):
+    """Every entry of SETTINGS is a widget of the explorer, labelled and explained as
+    the entry says; the entries that refit are em.fit's keywords and the others are
+    not; every value a widget offers passes the check and reaches Settings as it is,
+    and what the check refuses the widget cannot hold."""
+    fit_keywords = inspect.signature(em.fit).parameters
     picture = explorer.picture
     for s in SETTINGS:
         widget = getattr(explorer, s.name)
         assert widget.value == getattr(Settings(k=4), s.name)
         assert (widget.description, widget.tooltip) == (s.label, s.help)
+        assert (s.name in fit_keywords) == s.fits, s.name
+        control, _ = build_widget(s, s.default)
         if s.choices is not None:
-            assert [value for _, value in widget.options] == list(s.choices)
-            bad = "nonsense"
+            offered, bad = [value for _, value in control.options], "nonsense"
+            assert set(offered) == set(s.choices)
+            with pytest.raises(traitlets.TraitError):
+                control.value = bad
         else:
-            assert (widget.min, widget.max) == (s.low, s.high)
-            bad = s.high + 1
+            offered, bad = [s.low, s.high, *s.presets], s.high + 1
+            control.value = bad
+            assert control.value == s.high  # held at the top of the range
+        for value in offered:
+            control.value = value
+            settings = dataclasses.replace(Settings(), **{s.name: control.value})
+            fitting.check(settings, picture)  # accepted
+            assert getattr(settings, s.name) == value
         with pytest.raises(ExploreError, match=f"^{s.label}"):
             fitting.check(Settings(**{s.name: bad}), picture)
-    fits = [s.name for s in SETTINGS if s.fits]
-    assert fits == ["k", "seed", "init", "n_init", "split_merge"]  # em.fit's arguments
 
 
 def test_k_has_presets_and_free_entry():

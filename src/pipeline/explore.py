@@ -51,10 +51,11 @@ class Explorer:
     Each setting's widget is an attribute of its name (explorer.k, explorer.seed, ...).
     Every job catches a bad choice and shows its message in `message`; what is shown
     is kept in `result` (the FitResult of the last fit), `mixture`, `summary` and
-    `picture`; `events` records what happened to each job (explore_jobs.Event). With
-    background=True (the notebook's) jobs run on worker threads, so the kernel
-    answers a widget at once, and a change stops the fit running; `wait()` waits for
-    them. With background=False every callback has finished when it returns.
+    `picture`; `dimmed` lists the results shown as stale; `events` records what
+    happened to each job (explore_jobs.Event). With background=True (the notebook's)
+    jobs run on worker threads, so the kernel answers a widget at once, and a change
+    stops the fit running; `wait()` waits for them. With background=False every
+    callback has finished when it returns.
     """
 
     def __init__(self, image: str = "", images_dir: Path | None = None,
@@ -160,6 +161,13 @@ class Explorer:
     def message(self) -> str:
         """The status line as plain text."""
         return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
+
+    @property
+    def dimmed(self) -> list:
+        """The result widgets shown dimmed as stale (a newer change is being worked on),
+        read from the state the browser is sent."""
+        return [w for w in self._results
+                if STALE in w.get_state("_dom_classes")["_dom_classes"]]
 
     @property
     def events(self):

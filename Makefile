@@ -5,8 +5,9 @@
 #         ─► notebooks/report.ipynb (+ the executed derivation.ipynb)  ─► report/report.{html,pdf}
 #
 # Each step reruns only when its key changed: what its result depends on (the image's
-# content, the parameters, the code it runs), written by pipeline.plan to output/<image>/keys/.
-# A K also reruns when its results fail their manifest (a file missing or changed). Outputs
+# content, the parameters, the code and programs it runs), written by pipeline.plan to
+# output/<image>/keys/. A K, or an executed notebook, also reruns when it fails its manifest
+# (a file missing or changed). Outputs
 # are written atomically, so an interrupted run resumes where it stopped; a second run in
 # the same checkout waits for the first.
 
@@ -52,8 +53,24 @@ CANONICAL := $(if $(filter-out file,$(origin KS) $(origin SEED) $(origin INIT) $
 VENV  := .venv
 PY    := $(VENV)/bin/python
 ENV   := $(VENV)/.installed
-ENV_INPUTS := requirements.txt pyproject.toml
 DEV   := $(VENV)/.installed-dev
+LAB   := .venv-lab
+
+# An environment is keyed like a step: its stamp (.installed) holds what it was made from,
+# the interpreter (its real path and version, major.minor) and the SHA-256 of the files it
+# was made from, and one whose stamp says otherwise is made anew (FORCE): another PYTHON
+# rebuilds it, a touched but unchanged requirements file does not.
+ENV_DIGESTS := $(shell $(PYTHON) -c 'import hashlib, os, sys; print("python=%s:%d.%d" % (os.path.realpath( \
+  sys.executable), *sys.version_info[:2]), *(name + "=" + (hashlib.sha256(open(name, "rb").read()).hexdigest()[:16] \
+  if os.path.isfile(name) else "missing") for name in sys.argv[1:]))' \
+  requirements.txt pyproject.toml requirements-dev.txt requirements-lab.txt src/pipeline/lab.py)
+env_key = $(filter $(addsuffix =%,$(1)),$(ENV_DIGESTS))
+ENV_KEY := $(call env_key,python requirements.txt pyproject.toml)
+DEV_KEY := $(call env_key,requirements-dev.txt)
+LAB_KEY := $(call env_key,python requirements-lab.txt src/pipeline/lab.py)
+# $(call remake,STAMP,KEY): FORCE unless STAMP holds KEY (after its first word, a #)
+made_of = $(wordlist 2,999,$(file < $(1)))
+remake  = $(if $(filter-out $(2),$(call made_of,$(1)))$(filter-out $(call made_of,$(1)),$(2)),FORCE)
 STEM  := $(shell $(PYTHON) src/pipeline/paths.py stem '$(IMAGE_PATH)')
 OUT   := output/$(STEM)
 KEYS  := $(OUT)/keys
@@ -70,7 +87,7 @@ $(if $(MAKE_RESTARTS),,$(shell $(PYTHON) src/pipeline/lock.py output $$PPID))
 endif
 ifneq ($(filter report experiments seeds study,$(GOALS)),)
 include $(ENV)
-ifneq ($(shell $(foreach input,$(ENV_INPUTS),test $(ENV) -nt $(input) &&) echo ready),)
+ifeq ($(call remake,$(ENV),$(ENV_KEY)),)
 KS_FIT := $(shell $(PY) -m pipeline.plan $(OUT) IMAGE='$(IMAGE_PATH)' KS='$(KS)' SEED='$(SEED)' INIT='$(INIT)' \
             N_INIT='$(N_INIT)' SPLIT_MERGE='$(SPLIT_MERGE)' TOL='$(TOL)' MAX_ITER='$(MAX_ITER)')
 $(if $(filter-out 0,$(.SHELLSTATUS)),$(error $(KS_FIT)))
@@ -103,22 +120,25 @@ help: ## List the targets and parameters
 # ---- Environment
 # The project itself is installed in editable mode: the notebooks, tests and benchmarks
 # import em and pipeline from src/ without any path editing. An environment is made anew
-# whenever its requirements change, and marked installed (its .installed) only at the
-# end: one that a failed or interrupted install left behind is rebuilt, never reused.
+# whenever its key changes (ENV_KEY above), and its stamp written only at the end: one
+# that a failed or interrupted install left behind is rebuilt, never reused.
 # $(call fresh_venv,DIR): DIR removed (if it is an environment) and made anew by $(PYTHON).
 fresh_venv = [ ! -e $(1) ] || [ -e $(1)/pyvenv.cfg ] || \
 	  { echo "$(1) exists and is not a Python environment: move it away" >&2; exit 1; }; \
 	rm -rf $(1) && $(PYTHON) -m venv $(1)
 
-$(ENV): $(ENV_INPUTS)
+$(ENV): $(call remake,$(ENV),$(ENV_KEY))
 	$(call fresh_venv,$(VENV))
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	touch $@
+	echo '# $(ENV_KEY)' > $@
 
-$(DEV): requirements-dev.txt $(ENV)
+$(DEV): $(ENV) $(call remake,$(DEV),$(DEV_KEY))
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $@
+	echo '# $(DEV_KEY)' > $@
+
+.PHONY: FORCE
+FORCE:
 
 # ---- Experiments: one papermill run of notebooks/experiment.ipynb per K
 RUNS := $(foreach k,$(KS_FIT),$(OUT)/k-$(k)/experiment.ipynb)
@@ -132,14 +152,11 @@ $(OUT)/k-%/experiment.ipynb: $(KEYS)/k-%.json | $(ENV)
 	  -p split_merge $(SPLIT_MERGE) -p tol '$(TOL)' -p max_iter $(MAX_ITER)
 
 # ---- Report: the derivation and the results, rendered to HTML and PDF
-# The canonical run's report goes to report/ (committed); any other to output/<image>/report/.
-# Figures, HTML and PDF are made in $(STAGE) and moved into place together, once all exist.
-REPORT_DIR := $(if $(CANONICAL),report,$(OUT)/report)
-ELSEWHERE  := (report/ is made only by the canonical run: the default image with every parameter at its default)
 STAGE      := $(OUT)/staged-report
 
+# The executed notebooks carry a manifest too (--key): one found damaged is run again.
 output/derivation.ipynb: output/keys/derivation.json | $(ENV)
-	$(RUN_NOTEBOOK) notebooks/derivation.ipynb $@ --cwd notebooks
+	$(RUN_NOTEBOOK) notebooks/derivation.ipynb $@ --cwd notebooks --key $<
 
 # The report only reads: every K's results and the data files of make study, make bench and
 # make seeds (their paths: pipeline.paths; their content is in the report's key).
@@ -147,7 +164,7 @@ REPORT_DATA := $(shell $(PYTHON) src/pipeline/paths.py report-data '$(IMAGE_PATH
 STUDY_DATA := $(word 1,$(REPORT_DATA))
 SEEDS_DATA := $(word 3,$(REPORT_DATA))
 $(OUT)/report.ipynb: $(RUNS) $(KEYS)/report.json | $(ENV)
-	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks \
+	$(RUN_NOTEBOOK) notebooks/report.ipynb $@ --cwd notebooks --key $(KEYS)/report.json \
 	  -p results_dir '$(abspath $(OUT))' -p ks '$(KS_FIT)' -p image '$(IMAGE_PATH)' \
 	  -p figures_dir '$(abspath $(STAGE))/figures' -p seeds_data '$(abspath $(SEEDS_DATA))'
 
@@ -158,11 +175,26 @@ TEX_PACKAGES := $(file < tex-packages.txt)
 TEX_MISSING   = ! command -v xelatex >/dev/null || ! command -v latexmk >/dev/null || ! command -v pandoc >/dev/null
 ROOT_WITH_APT = [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
 APT_GET      := DEBIAN_FRONTEND=noninteractive apt-get
-NEEDS_TEX    := it needs xelatex, latexmk and pandoc, the Debian/Ubuntu packages $(TEX_PACKAGES) (as root: \
+NEEDS_TEX    := xelatex, latexmk and pandoc, the Debian/Ubuntu packages $(TEX_PACKAGES) (as root: \
                 make tex), or a TeX distribution with XeLaTeX and latexmk, and pandoc
 CANNOT_INSTALL_TEX := installing $(TEX_PACKAGES) needs root and apt-get; elsewhere install a TeX \
                       distribution with XeLaTeX and latexmk, and pandoc
 PDF := $(shell { $(TEX_MISSING); } && ! { $(ROOT_WITH_APT); } || echo report.pdf)
+# pandoc is there for the HTML's maths (MathML) when found or installed with TeX by make tex.
+MATHS := $(or $(PDF),$(shell command -v pandoc))
+
+# The canonical run's report goes to report/ (committed); any other to output/<image>/report/.
+# Without pandoc the canonical run too, so that the committed HTML does not lose its
+# maths. Figures, HTML and PDF are made in $(STAGE) and moved into place together, once
+# all exist.
+REPORT_DIR := $(if $(CANONICAL),$(if $(MATHS),report,$(OUT)/report),$(OUT)/report)
+ELSEWHERE  := $(if $(CANONICAL),(report/ is left as it is: made without pandoc$(,) its HTML's maths would show \
+              as TeX source),(report/ is made only by the canonical run: the default image with every parameter at its default))
+# The line on a run without PDF: for report/, the committed PDF is kept and named stale.
+NO_PDF = $(if $(filter report,$(REPORT_DIR)),$(if $(wildcard report/report.pdf),No new PDF: \
+         report/report.pdf is left from an earlier run$(,) stale beside this HTML; a new one needs,No PDF: it needs),No \
+         PDF (and none left from an earlier run)$(if $(MATHS),: it needs,$(,) and the HTML's maths shows as TeX source \
+         (no pandoc): they need)) $(NEEDS_TEX).
 
 tex: ## Install XeLaTeX, latexmk and pandoc for the PDF (Debian/Ubuntu, as root)
 	@if $(TEX_MISSING); then \
@@ -171,22 +203,27 @@ tex: ## Install XeLaTeX, latexmk and pandoc for the PDF (Debian/Ubuntu, as root)
 	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $(TEX_PACKAGES); \
 	fi
 
-RENDERED := $(OUT)/report.ipynb output/derivation.ipynb $(KEYS)/render.json
-$(STAGE)/report.html: $(RENDERED) | $(if $(PDF),tex) $(ENV)
+# Each rendering's key holds the versions of the programs it runs (pipeline.plan).
+RENDERED := $(OUT)/report.ipynb output/derivation.ipynb
+$(STAGE)/report.html: $(RENDERED) $(KEYS)/render-html.json | $(if $(PDF),tex) $(ENV)
 	$(STEP) $(PY) -m pipeline.render html output/derivation.ipynb $(OUT)/report.ipynb $@
 
-$(STAGE)/report.pdf: $(RENDERED) | tex $(ENV)
+$(STAGE)/report.pdf: $(RENDERED) $(KEYS)/render-pdf.json | tex $(ENV)
 	$(STEP) $(PY) -m pipeline.render pdf output/derivation.ipynb $(OUT)/report.ipynb $@
 
-# Published together; without TeX the HTML alone, and a PDF of an earlier run is removed.
-PUBLISHED := report.html $(PDF)
+# Published together; without TeX the HTML alone, and a PDF of an earlier run is removed
+# (but report/'s, committed, which NO_PDF names). Written atomically: make never deletes
+# them, even when it is interrupted.
+PUBLISHED := $(strip report.html $(PDF))
+KEEP_PDF  := $(PDF)$(filter report,$(REPORT_DIR))
+.PRECIOUS: $(addprefix $(REPORT_DIR)/,$(PUBLISHED))
 $(addprefix $(REPORT_DIR)/,$(PUBLISHED)) &: $(addprefix $(STAGE)/,$(PUBLISHED))
-	$(STEP) $(PY) -m pipeline.atomic publish $(STAGE) $(REPORT_DIR) $(PUBLISHED) figures $(if $(PDF),,--remove report.pdf)
+	$(STEP) $(PY) -m pipeline.atomic publish $(STAGE) $(REPORT_DIR) $(PUBLISHED) figures $(if $(KEEP_PDF),,--remove report.pdf)
 
 report: $(addprefix $(REPORT_DIR)/,$(PUBLISHED)) ## Fit every K and render the report (the default goal)
 	@$(PY) -m pipeline.steps summary $(STEPS) $(START)
-	@echo "The report: $(REPORT_DIR)/report.html$(if $(PDF), and report.pdf)$(if $(CANONICAL),, $(ELSEWHERE))"
-	$(if $(PDF),,@echo "No PDF (and none left from an earlier run): $(NEEDS_TEX)." >&2)
+	@echo "The report: $(REPORT_DIR)/report.html$(if $(PDF), and report.pdf)$(if $(filter report,$(REPORT_DIR)),, $(ELSEWHERE))"
+	$(if $(PDF),,@echo "$(NO_PDF)" >&2)
 
 # ---- The original study reproduced: its photograph is never committed, only the numbers
 STUDY_IMAGE ?= $(shell $(PYTHON) src/pipeline/paths.py study-image)
@@ -219,9 +256,7 @@ bench-quick: $(DEV) ## A smaller benchmark (K = 2, 16; three photographs) for be
 # ---- Working in Jupyter
 # JupyterLab gets an environment of its own (see requirements-lab.txt for why); the
 # kernel the notebooks name, python3, is pointed at the project's environment.
-LAB := .venv-lab
-
-$(LAB)/.installed: requirements-lab.txt $(ENV) src/pipeline/lab.py
+$(LAB)/.installed: $(ENV) $(call remake,$(LAB)/.installed,$(LAB_KEY))
 	$(call fresh_venv,$(LAB))
 	$(LAB)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lab.txt
 	@# The project without its dependencies: the server extension pipeline.lab saves
@@ -233,7 +268,7 @@ $(LAB)/.installed: requirements-lab.txt $(ENV) src/pipeline/lab.py
 	  print(write_kernel_spec(overrides={"display_name": "Python 3 (project .venv)"}))') && \
 	  $(LAB)/bin/jupyter kernelspec install --sys-prefix --name python3 --log-level=WARN "$$spec" && \
 	  rm -rf "$$spec"
-	touch $@
+	echo '# $(LAB_KEY)' > $@
 
 # As root (containers, CI) JupyterLab needs --allow-root; without a display it opens no
 # browser. It ends with the address to open (with a fresh token, unless JUPYTER_TOKEN is

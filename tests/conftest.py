@@ -42,8 +42,8 @@ def executed_derivation(tmp_path_factory) -> Path:
 def copy_project(dest: Path) -> tuple[Path, Path]:
     """Copy the project to `dest` for make to run in, sharing this test's environment
     (no reinstall; its editable install still imports the code of this checkout): the
-    copied requirements are dated no later than the environment, so that make never
-    rebuilds it. Returns (dest, the environment)."""
+    copied requirements are the same files, so the environment's key (its stamp, made
+    by the Makefile) holds. Returns (dest, the environment)."""
     venv = Path(sys.prefix)
     if not (venv / ".installed").exists():
         pytest.skip(f"run through `make test`: {venv} is not the project's environment")
@@ -52,12 +52,15 @@ def copy_project(dest: Path) -> tuple[Path, Path]:
         (shutil.copytree if source.is_dir() else shutil.copy2)(
             source, dest / item, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                     if source.is_dir() else {}))
-    installed = (venv / ".installed").stat().st_mtime
     for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml", "tex-packages.txt"):
         shutil.copy2(ROOT / name, dest / name)
-        if (dest / name).stat().st_mtime > installed:
-            os.utime(dest / name, (installed - 1, installed - 1))
     return dest, venv
+
+
+def make_args(venv: Path) -> list[str]:
+    """make's arguments for a run in a project copy on the environment `venv`, with the
+    interpreter that made it (another would make the environment anew)."""
+    return [f"VENV={venv}", f"PYTHON={os.path.realpath(venv / 'bin' / 'python')}"]
 
 
 @pytest.fixture()

@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 import em
-from pipeline import atomic, experiment, images, paths, plan
+from conftest import make_args
+from pipeline import atomic, cache, experiment, images, paths, plan
 from pipeline.run_notebook import run as run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +252,7 @@ def test_runs_started_by_hand_never_write_where_make_does(tmp_path):
 # ------------------------------------------------------------------ the Makefile
 
 def _make(cwd: Path, venv: Path, *args: str) -> str:
-    done = subprocess.run(["make", f"VENV={venv}", *args], cwd=cwd, capture_output=True,
+    done = subprocess.run(["make", *make_args(venv), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
@@ -297,6 +298,71 @@ def test_the_key_holds_the_parameters_in_normal_form_and_the_code(tmp_path, monk
     assert after["code"] != before["code"] and {**after, "code": None} == {**before, "code": None}
 
 
+def _program(folder: Path, name: str, says: str) -> None:
+    (folder / name).write_text(f"#!/bin/sh\necho '{says}'\n")
+    (folder / name).chmod(0o755)
+
+
+def test_the_render_keys_hold_the_programs_each_rendering_runs(tmp_path, monkeypatch,
+                                                                small_image):
+    """Installing or upgrading pandoc renders the HTML again (without it the maths is TeX
+    source), and pandoc, xelatex or latexmk the PDF; nothing else does."""
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    monkeypatch.chdir(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    out = tmp_path / "output" / "small"
+    html, pdf = out / "keys" / "render-html.json", out / "keys" / "render-pdf.json"
+
+    def keys():
+        plan.plan(out, image=str(small_image), ks="2")
+        return [(json.loads(p.read_text())["tools"], p.stat().st_mtime_ns) for p in (html, pdf)]
+
+    (html_tools, html_time), (pdf_tools, _) = keys()
+    assert html_tools == {"pandoc": None}
+    assert pdf_tools == {"pandoc": None, "xelatex": None, "latexmk": None}
+    _program(bin_dir, "pandoc", "pandoc 3.1")
+    (html_tools, html_time), (pdf_tools, pdf_time) = keys()
+    assert html_tools == {"pandoc": "pandoc 3.1"} and pdf_tools["pandoc"] == "pandoc 3.1"
+    _program(bin_dir, "xelatex", "XeTeX 3.14")
+    _program(bin_dir, "latexmk", "\nLatexmk 4.79")
+    assert keys() == [({"pandoc": "pandoc 3.1"}, html_time),
+                      ({"pandoc": "pandoc 3.1", "xelatex": "XeTeX 3.14", "latexmk": "Latexmk 4.79"},
+                       keys()[1][1])] and keys()[1][1] > pdf_time
+    _program(bin_dir, "pandoc", "pandoc 3.2")
+    assert keys()[0][0] == {"pandoc": "pandoc 3.2"}
+
+
+def test_a_damaged_executed_notebook_is_run_again_in_one_line(tmp_path, monkeypatch,
+                                                              small_image, capsys):
+    """The executed notebooks the rendering reads carry a manifest (run_notebook --key);
+    one that fails it gets a key newer than itself, so make runs it again."""
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "output" / "small"
+    plan.plan(out, image=str(small_image), ks="2")
+    made = {out / "report.ipynb": (out / "keys" / "report.json", "notebooks/report.ipynb"),
+            tmp_path / "output" / "derivation.ipynb":
+                (tmp_path / "output" / "keys" / "derivation.json", "notebooks/derivation.ipynb")}
+    for notebook, (key, _) in made.items():
+        nbformat.write(nbformat.v4.new_notebook(), notebook)
+        cache.write_manifest(notebook, json.loads(key.read_text()))
+    capsys.readouterr()
+    plan.plan(out, image=str(small_image), ks="2")
+    assert capsys.readouterr().err == ""
+    assert all(key.stat().st_mtime_ns <= notebook.stat().st_mtime_ns
+               for notebook, (key, _) in made.items())
+    for notebook, (key, source) in made.items():
+        whole = notebook.read_bytes()
+        notebook.write_bytes(whole[:40])
+        plan.plan(out, image=str(small_image), ks="2")
+        assert capsys.readouterr().err == \
+            f"{notebook} does not match its checksum: running {source} again\n"
+        assert key.stat().st_mtime_ns > notebook.stat().st_mtime_ns
+        notebook.write_bytes(whole)  # as if made again
+
+
 def _noise(path: Path, seed: int, when: str | None = None) -> Path:
     rgb = np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(path)
@@ -323,7 +389,7 @@ def test_overlapping_runs_both_succeed_and_fit_each_k_once(tiny):
     """make experiments KS=2 and KS="2 3" in one checkout: the second waits, then fits
     only what is left."""
     cwd, venv = tiny
-    runs = [subprocess.Popen(["make", f"VENV={venv}", *TINY_ARGS, f"KS={ks}"], cwd=cwd,
+    runs = [subprocess.Popen(["make", *make_args(venv), *TINY_ARGS, f"KS={ks}"], cwd=cwd,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for ks in ("2", "2 3")]
     done = [(run.wait(timeout=600), *run.communicate()) for run in runs]

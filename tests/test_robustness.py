@@ -10,6 +10,7 @@ import ast
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import atomic, cache, images, params, paths, results, run_notebook, steps
+from conftest import make_args
+from pipeline import atomic, cache, images, lock, params, paths, results, run_notebook, steps
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_PARTS = ("report.html", "report.pdf", "figures")
@@ -38,7 +40,7 @@ def _tree(directory: Path) -> dict:
 
 
 def _make(cwd: Path, venv: Path, *args: str, timeout=600, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", f"VENV={venv}", *args], cwd=cwd, capture_output=True,
+    return subprocess.run(["make", *make_args(venv), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, **kw)
 
 
@@ -153,12 +155,42 @@ def test_make_refuses_a_bad_parameter_in_one_line_and_writes_nothing(project_cop
         assert _tree(cwd / "output") == before and not (cwd / "report").exists(), (name, value)
 
 
-def test_image_names_become_names_make_can_take():
-    names = ["R&D", "a(b)", "50%", "a:b", "semi;colon", "-x", "café", "a=b", "st*r", "x#y",
-             "back\\slash", 'q"uote', "ü ber", "..", "plain_name-1.2"]
-    stems = [paths.image_stem(f"images/{name}.png") for name in names]
-    assert all(re.fullmatch(r"[\w.+,@-]+", stem) and stem not in (".", "..") for stem in stems)
-    assert stems[0] == "R_D" and stems[6] == "café" and stems[-1] == "plain_name-1.2"
+# Rules written as the Makefile writes them: output/<stem>/ in a target and a prerequisite
+# of pattern rules, the names quoted in the recipes.
+NAMES_MAKEFILE = """
+define rules
+$$(OUT_$(1))/k-%/done: $$(OUT_$(1))/keys/k-%.json
+\t@printf '%s|%s\\n' '$$@' '$$*'
+$$(OUT_$(1))/keys/%.json:
+\t@mkdir -p '$$(@D)' && touch '$$@'
+endef
+$(foreach i,$(INDICES),$(eval $(call rules,$(i))))
+show:
+\t@$(foreach i,$(INDICES),printf '%s\\n' '$(IMAGE_$(i))';)
+"""
+
+
+def test_image_names_become_names_make_can_take(tmp_path):
+    """Whatever the file's name, make takes output/<stem>/ in its rules as it is, and a
+    path that make does not refuse goes through the recipes' quotes unchanged."""
+    rng = np.random.default_rng(0)
+    alphabet = list("&()%:;$,=*?[]#'\"\\ -+@._~!{}<>|^`") + list("aZ09éü€語")
+    names = ["R&D", "-x", "..", ".", "a b", "50%", "a:b"] + \
+        ["".join(rng.choice(alphabet, rng.integers(1, 12))) for _ in range(200)]
+    stems = list(dict.fromkeys(paths.image_stem(f"images/{name}.png") for name in names))
+    (tmp_path / "Makefile").write_text(NAMES_MAKEFILE)
+    indices = f"INDICES={' '.join(map(str, range(len(stems))))}"
+    done = subprocess.run(["make", "-s", indices, *(f"OUT_{i}=out/{stem}" for i, stem in enumerate(stems)),
+                           *(f"out/{stem}/k-2/done" for stem in stems)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"out/{stem}/k-2/done|2" for stem in stems]
+    quotable = [name for name in names if not set(" '$") & set(name)]  # what make refuses
+    done = subprocess.run(["make", "-s", "show", f"INDICES={' '.join(map(str, range(len(quotable))))}",
+                           *(f"IMAGE_{i}=/images/{name}.png" for i, name in enumerate(quotable))],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.splitlines() == \
+        [f"/images/{name}.png" for name in quotable], done.stderr
 
 
 # ------------------------------------------------------------- killed and dead runs
@@ -210,6 +242,44 @@ def test_a_terminated_run_removes_its_own_temporaries(tmp_path):
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert not list(tmp_path.glob(".k-2.*")) and not (tmp_path / "k-2").exists()
     assert not list(Path(tempfile.gettempdir()).glob(kernel))
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_target_run_one_after_the_other(tmp_path):
+    """What a make killed outright leaves running and the next make's run of the same
+    K: the second waits for the first, in one line, and both results are whole."""
+    times = tmp_path / "times.txt"
+    notebook = _notebook(tmp_path / "slow.ipynb", "import time\nstart = time.time()\ntime.sleep(2)\n"
+                         "with open(log, 'a') as f:\n    f.write(f'{start} {time.time()}\\n')",
+                         parameters="output_dir = ''\nlog = ''")
+    key = tmp_path / "k-2.json"
+    key.write_text('{"k": 2}')
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipeline.run_notebook", str(notebook), str(out / "k-2" / "nb.ipynb"),
+               "--stage", "output_dir", "--key", str(key), "-p", "log", str(times), "--no-progress-bar"]
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    for _ in range(300):  # until the first holds the lock and has started
+        if (out / f".k-2.{first.pid}.part").exists():
+            break
+        time.sleep(0.05)
+    second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    done = [(run.wait(timeout=120), run.stderr.read()) for run in (first, second)]
+    assert [status for status, _ in done] == [0, 0], done
+    assert done[0][1] == "" and done[1][1] == \
+        f"{out / 'k-2'}: another run is making it: waiting for it to finish\n"
+    (start1, end1), (start2, end2) = (map(float, line.split()) for line in times.read_text().splitlines())
+    assert end1 <= start2
+    assert cache.check_manifest(out / "k-2", {"k": 2}) is None
+    assert [p.name for p in out.iterdir()] == ["k-2"]  # no lock file, no temporaries
+
+
+def test_a_lock_file_is_held_by_one_process_and_an_unheld_one_is_removed(tmp_path):
+    path = tmp_path / ".k-2.lock"
+    with lock.exclusive(path, "k-2"):
+        assert lock.remove_unheld([path]) == [] and path.exists()  # held: kept
+    assert not path.exists()
+    path.write_text("")  # left by a run killed outright
+    assert lock.remove_unheld([path]) == [path] and not path.exists()
 
 
 def test_only_dead_processes_temporaries_are_removed(tmp_path):
@@ -341,6 +411,26 @@ def test_code_files_follow_relative_imports_and_the_package_data_a_module_names(
     assert external == ["PIL", "numpy"]
 
 
+def test_the_code_key_ignores_comments_and_docstrings_not_code(tmp_path, monkeypatch):
+    package = tmp_path / "src" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    module = package / "a.py"
+    code = '"""A module."""\nTOL = 1e-4\n\n\ndef f(x):\n    """Twice x."""\n    return 2 * x\n'
+    module.write_text(code)
+    monkeypatch.setattr(cache, "SRC", tmp_path / "src")
+    key = cache.code_key("pkg.a")
+    assert key["python"].endswith(f" {sys.version_info[0]}.{sys.version_info[1]}")
+    for same in (code.replace("1e-4", "1e-4  # the default"), code.replace("Twice x.", "2 x."),
+                 code.replace('"""A module."""', "# A module"), "\n" + code.replace("\n\n\n", "\n")):
+        module.write_text(same)
+        assert cache.code_key("pkg.a") == key, same
+    for other in (code.replace("1e-4", "1e-3"), code.replace("2 * x", "x * 2"),
+                  code.replace('    return', '    "a string"\n    return').replace("TOL", "TOLERANCE")):
+        module.write_text(other)
+        assert cache.code_key("pkg.a") != key, other
+
+
 def test_a_manifest_finds_a_missing_or_changed_file_and_results_of_other_inputs(tmp_path):
     (tmp_path / "metrics.json").write_text('{"k": 2}')
     (tmp_path / "segmented.png").write_bytes(b"png")
@@ -409,6 +499,40 @@ def test_only_the_canonical_run_writes_the_committed_report(project_copy):
             in commands, args
         assert "The report: output/grace_hopper/report/report.html" in commands
         assert "(report/ is made only by the canonical run" in commands
+
+
+def _path_without(directory: Path, *tools: str) -> dict:
+    """The environment with a PATH of links to every program on it but `tools`."""
+    directory.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(folder).glob("*") if Path(folder).is_dir() else []:
+            link = directory / tool.name
+            if tool.name not in tools and not link.exists() and os.access(tool, os.X_OK):
+                link.symlink_to(tool)
+    return {**os.environ, "PATH": str(directory)}
+
+
+@pytest.mark.slow
+def test_the_canonical_run_keeps_the_committed_pdf_and_maths(project_copy, tmp_path):
+    """Without TeX the canonical run publishes the HTML to report/ and names the
+    committed PDF stale, in one line, instead of removing it; without pandoc too, it
+    leaves report/ as it is (its HTML's maths would be TeX source) and says so."""
+    cwd, venv = project_copy
+    (cwd / "report").mkdir()
+    (cwd / "report" / "report.pdf").write_text("the committed PDF")
+    no_tex = _path_without(tmp_path / "no-tex", "xelatex", "apt-get")
+    commands = _make(cwd, venv, "-n", "report", env=no_tex).stdout
+    publish = next(line for line in commands.splitlines() if "pipeline.atomic publish" in line)
+    assert " report report.html figures" in publish and "--remove" not in publish
+    no_pdf = [line for line in commands.splitlines() if "No new PDF" in line]
+    assert len(no_pdf) == 1 and "report/report.pdf is left from an earlier run, stale" in no_pdf[0]
+    no_pandoc = _path_without(tmp_path / "no-pandoc", "xelatex", "apt-get", "pandoc")
+    commands = _make(cwd, venv, "-n", "report", env=no_pandoc).stdout
+    assert " report/" not in commands and " report " not in commands
+    assert "publish output/grace_hopper/staged-report output/grace_hopper/report" in commands
+    assert "(report/ is left as it is: made without pandoc, its HTML's maths would show " \
+           "as TeX source)" in commands
+    assert "the HTML's maths shows as TeX source (no pandoc)" in commands
 
 
 def test_steps_log_successes_and_summarise_them(tmp_path):
@@ -486,6 +610,56 @@ def test_an_unwritable_report_folder_is_one_line(tmp_path):
     assert done.stderr.startswith(f"{dest}: the report could not be published: ")
 
 
+# A publish that stops after its first copy, until a signal ends it.
+SLOW_PUBLISH = """import shutil, sys, time
+from pipeline import atomic
+copy = shutil.copyfile
+def copy_then_wait(*args, **kw):
+    copy(*args, **kw)
+    print("copied", flush=True)
+    time.sleep(60)
+shutil.copyfile = copy_then_wait
+sys.exit(atomic.main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_or_terminated_publish_leaves_nothing_behind(tmp_path):
+    """kill -9 in the middle of the copies leaves them; the next publish removes them
+    (not those of a process still running); SIGTERM removes its own."""
+    staging = _staged(tmp_path, "report.html", "report.pdf")
+    dest = tmp_path / "report"
+    (dest / "figures").mkdir(parents=True)
+    for part in ("report.html", "report.pdf", "figures/gallery.png"):
+        (dest / part).write_text("old")
+    running = dest / f".report.html.{os.getppid()}.new"
+    running.write_text("a publish still running")
+    before = _tree(dest)
+    for stop in (signal.SIGKILL, signal.SIGTERM):
+        publishing = subprocess.Popen(
+            [sys.executable, "-c", SLOW_PUBLISH, "publish", str(staging), str(dest), *REPORT_PARTS],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert publishing.stdout.readline() == "copied\n"
+        publishing.send_signal(stop)
+        assert publishing.wait(timeout=60) == (-stop if stop == signal.SIGKILL else 128 + stop)
+        if stop == signal.SIGKILL:
+            assert (dest / f".report.html.{publishing.pid}.new").exists()
+    assert _tree(dest) == before
+    atomic.publish(staging, dest, REPORT_PARTS)
+    assert sorted(p.name for p in dest.iterdir()) == [running.name, *sorted(REPORT_PARTS)]
+    assert (dest / "report.html").read_text() == "new report.html"
+
+
+def test_git_ignores_a_users_images_and_what_a_killed_publish_leaves():
+    def ignored(path: str) -> bool:
+        done = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT)
+        if done.returncode not in (0, 1):
+            pytest.skip("not a git checkout")
+        return done.returncode == 0
+    assert ignored("images/photo.jpg") and not ignored("images/.gitkeep")
+    assert ignored("report/.report.html.123.new") and ignored("report/.figures.123.old")
+    assert not ignored("report/report.html") and not ignored("report/figures/gallery.png")
+
+
 # ------------------------------------------------------- a whole run, without TeX
 
 # A name with every character that make or the shell could take for syntax, and a leading
@@ -501,21 +675,14 @@ def no_tex(module_project_copy, tmp_path_factory):
     rng = np.random.default_rng(5)
     palette = rng.integers(0, 256, (5, 3), dtype=np.uint8)
     Image.fromarray(palette[rng.permutation(np.arange(256) % 5).reshape(16, 16)]).save(cwd / HOSTILE)
-    bin_dir = tmp_path_factory.mktemp("bin")
-    for folder in os.environ["PATH"].split(os.pathsep):
-        for tool in Path(folder).glob("*") if Path(folder).is_dir() else []:
-            link = bin_dir / tool.name
-            if tool.name not in ("xelatex", "apt-get") and not link.exists() and \
-                    os.access(tool, os.X_OK):
-                link.symlink_to(tool)
-    env = {**os.environ, "PATH": str(bin_dir)}
+    env = _path_without(tmp_path_factory.mktemp("bin") / "bin", "xelatex", "apt-get")
     return cwd, venv, env, cwd / "output" / paths.image_stem(HOSTILE)
 
 
 @pytest.mark.slow
 def test_ctrl_c_prints_at_most_three_lines_and_leaves_nothing_behind(no_tex):
     cwd, venv, env, out = no_tex
-    run = subprocess.Popen(["make", f"VENV={venv}", "report", f"IMAGE={HOSTILE}", "KS=2 3",
+    run = subprocess.Popen(["make", *make_args(venv), "report", f"IMAGE={HOSTILE}", "KS=2 3",
                             "N_INIT=1"], cwd=cwd, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
@@ -530,13 +697,17 @@ def test_ctrl_c_prints_at_most_three_lines_and_leaves_nothing_behind(no_tex):
 
 
 @pytest.mark.slow
-def test_without_tex_the_html_is_published_and_the_pdf_named(no_tex):
+def test_without_tex_the_html_is_published_and_the_pdf_named(no_tex, tmp_path):
     """A K above the image's colours is left out in one line, the name goes through
-    every step, and the HTML is published with one line naming what the PDF needs."""
+    every step, and the HTML is published with one line naming what the PDF needs, and
+    that its maths is TeX source when pandoc is missing too; installing pandoc then
+    renders the HTML again, and nothing else."""
     cwd, venv, env, out = no_tex
     (out / "report").mkdir(parents=True, exist_ok=True)
     (out / "report" / "report.pdf").write_text("the PDF of an earlier run")
-    done = _make(cwd, venv, "report", f"IMAGE={HOSTILE}", "KS=2 3 8", "N_INIT=1", env=env)
+    no_pandoc = _path_without(tmp_path / "bin", "xelatex", "apt-get", "pandoc")
+    args = ("report", f"IMAGE={HOSTILE}", "KS=2 3 8", "N_INIT=1")
+    done = _make(cwd, venv, *args, env=no_pandoc)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (out / "report").iterdir()) == ["figures", "report.html"]
     assert sorted(p.name for p in out.glob("k-*")) == ["k-2", "k-3"]
@@ -545,8 +716,16 @@ def test_without_tex_the_html_is_published_and_the_pdf_named(no_tex):
     no_pdf = [line for line in lines if line.startswith("No PDF")]
     packages = (ROOT / "tex-packages.txt").read_text().split()
     assert len(no_pdf) == 1 and all(package in no_pdf[0] for package in packages), lines
+    assert "the HTML's maths shows as TeX source" in no_pdf[0]
     html = (out / "report" / "report.html").read_text(encoding="utf-8")
-    assert Path(HOSTILE).stem.replace("&", "&amp;") in html
+    assert Path(HOSTILE).stem.replace("&", "&amp;") in html and "<math" not in html
+
+    done = _make(cwd, venv, *args, env=env)  # pandoc installed
+    assert done.returncode == 0, done.stderr
+    assert "pipeline.render html" in done.stdout and "run_notebook" not in done.stdout
+    assert "<math" in (out / "report" / "report.html").read_text(encoding="utf-8")
+    no_pdf = [line for line in done.stderr.splitlines() if line.startswith("No PDF")]
+    assert len(no_pdf) == 1 and "TeX source" not in no_pdf[0], done.stderr
 
 
 @pytest.mark.slow
@@ -595,3 +774,42 @@ def test_an_environment_left_by_a_failed_install_is_rebuilt(project_copy):
     assert done.returncode != 0 and "no-such-project" in done.stderr, done.stderr
     assert not (broken / "left-behind").exists() and not (broken / ".installed").exists()
     assert (broken / "bin" / "pip").exists()  # made anew, with pip this time
+
+
+@pytest.mark.slow
+def test_an_environment_is_made_anew_when_its_interpreter_or_requirements_change(project_copy):
+    """The environment is keyed by content, like a step: a touched but unchanged
+    requirements file rebuilds nothing; a changed one, or another PYTHON, rebuilds it."""
+    cwd, venv = project_copy
+    env = cwd / "env"
+    env.mkdir()
+    shutil.copy(venv / ".installed", env / ".installed")  # an environment made as the shared one
+
+    def up_to_date(*args: str) -> bool:  # make -q: whether make would remake it
+        return subprocess.run(["make", "-q", "VENV=env", *make_args(venv)[1:], *args, "env/.installed"],
+                              cwd=cwd, capture_output=True, timeout=60).returncode == 0
+    assert up_to_date()
+    os.utime(cwd / "requirements.txt")
+    os.utime(cwd / "pyproject.toml")
+    assert up_to_date()
+    stamp = (env / ".installed").read_text()
+    (env / ".installed").write_text(re.sub(r"python=\S*:", "python=/usr/bin/another-python:", stamp))
+    assert not up_to_date()
+    (env / ".installed").write_text(stamp)
+    with open(cwd / "requirements.txt", "a") as f:
+        f.write("# changed\n")
+    assert not up_to_date()
+
+
+@pytest.mark.slow
+def test_make_help_prints_the_defaults_as_written():
+    """Each NAME=VALUE of make help's parameters is a line NAME = VALUE of defaults.py."""
+    shown = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60).stdout
+    defaults = (ROOT / "src" / "pipeline" / "defaults.py").read_text()
+    pairs = re.findall(r"\[(KS|SEED|N_INIT|SPLIT_MERGE|TOL|MAX_ITER)=\"?([^\]\"]+)\"?\]", shown)
+    assert len(pairs) == 6, shown
+    for name, value in pairs:
+        written = value.replace(" ", ", ") if name == "KS" else value
+        assert re.search(rf"^{name} *= *\(?{re.escape(written)}\)?\s", defaults, re.M), (name, value)
+

@@ -4,11 +4,15 @@ that lets a K's results be checked before they are used.
 The code a step runs is found from its import statements (`ast`), not from a list kept
 by hand: `code_files` follows the imports of notebooks or modules through the project's
 modules in src/, adding the package data they name (a string constant naming a file or
-folder beside the module, such as a templates folder); `code_key` adds the versions of
-the installed distributions they import and the Python version. Standard library only.
+folder beside the module, such as a templates folder); `code_key` digests them, a module
+as its syntax tree without docstrings (so a comment, a docstring or a reformatting
+refits nothing), a notebook and package data as bytes (a notebook's text is part of the
+executed notebook a step keeps), and adds the versions of the installed distributions
+they import and the Python version. Standard library only.
 
-A K's directory carries manifest.json, written last: the key its run was made with and
-the SHA-256 of every file; `check_manifest` says what is wrong with a directory, or None.
+Results carry a manifest, written last: the key their run was made with and the SHA-256
+of every file, in manifest.json for a K's directory, beside it (<name>.manifest.json) for
+one executed notebook; `check_manifest` says what is wrong with results, or None.
 """
 
 from __future__ import annotations
@@ -128,13 +132,41 @@ def code_files(*entries: str | Path) -> tuple[list[Path], list[str]]:
     return sorted(files), sorted(external)
 
 
+def _is_text(statement: ast.stmt) -> bool:
+    """A statement that is a string alone: a docstring, or text with no effect."""
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) \
+        and isinstance(statement.value.value, str)
+
+
+@lru_cache(maxsize=None)
+def _digest(path: Path, version: tuple) -> str:
+    """SHA-256 of what in a file can change a result: a module's syntax tree without its
+    docstrings and other lone strings (comments and layout are not in the tree), any
+    other file's bytes. `version`: the file's time and size, so that a changed file is
+    read again."""
+    if path.suffix != ".py":
+        return sha256(path)
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            statements = getattr(node, field, None)
+            if isinstance(statements, list):
+                statements[:] = [s for s in statements if not _is_text(s)]
+    return hashlib.sha256(ast.dump(tree).encode("utf-8")).hexdigest()
+
+
+def digest(path: Path) -> str:
+    stat = path.stat()
+    return _digest(path, (stat.st_mtime_ns, stat.st_size))
+
+
 @lru_cache(maxsize=None)
 def _distributions() -> dict:
     return importlib.metadata.packages_distributions()
 
 
 def code_key(*entries: str | Path) -> dict:
-    """What the code of a step is, for its cache key: the SHA-256 of every project file
+    """What the code of a step is, for its cache key: the digest of every project file
     it runs (code_files), the version of every distribution it imports, and Python's."""
     files, external = code_files(*entries)
     versions = {}
@@ -144,29 +176,42 @@ def code_key(*entries: str | Path) -> dict:
                 versions[dist] = importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:
                 versions[dist] = "not installed"
-    names = {p: str(p.relative_to(paths.ROOT) if p.is_relative_to(SRC) else p) for p in files}
-    return {"files": {names[p]: sha256(p) for p in files},
+    names = {p: str(p.relative_to(SRC.parent) if p.is_relative_to(SRC) else p) for p in files}
+    # Python's major.minor only: a patch release fixes bugs without changing the language
+    # or the numbers this code computes (NumPy computes them, keyed by its own version),
+    # and the syntax trees digested above are the same within a minor version; so a
+    # security update of the interpreter refits nothing.
+    return {"files": {names[p]: digest(p) for p in files},
             "packages": dict(sorted(versions.items())),
-            "python": f"{platform.python_implementation()} {platform.python_version()}"}
+            "python": f"{platform.python_implementation()} {sys.version_info[0]}.{sys.version_info[1]}"}
 
 
 # ------------------------------------------------------------------ manifests
 
-def write_manifest(directory: str | Path, key: dict | None) -> Path:
-    """Record every file under `directory` with its SHA-256, and the key its results
-    were made with, in directory/manifest.json (atomically)."""
-    directory = Path(directory)
-    files = {p.relative_to(directory).as_posix(): sha256(p)
-             for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE}
-    path = directory / MANIFEST_FILE
-    atomic.write_json(path, {"key": key, "files": files})
+def _manifest(results: Path) -> tuple[Path, Path]:
+    """(the manifest of `results`, the folder its names are relative to): manifest.json
+    inside a directory of results, <name>.manifest.json beside a single file."""
+    if results.is_dir():
+        return results / MANIFEST_FILE, results
+    return results.with_name(f"{results.name}.{MANIFEST_FILE}"), results.parent
+
+
+def write_manifest(results: str | Path, key: dict | None) -> Path:
+    """Record the files of `results` (every file under a directory, or one file) with
+    their SHA-256, and the key they were made with, in their manifest (atomically)."""
+    results = Path(results)
+    path, base = _manifest(results)
+    files = [p for p in sorted(results.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE] \
+        if results.is_dir() else [results]
+    atomic.write_json(path, {"key": key,
+                             "files": {p.relative_to(base).as_posix(): sha256(p) for p in files}})
     return path
 
 
-def check_manifest(directory: str | Path, key: dict | None) -> str | None:
-    """None when `directory` holds every file its manifest lists, unchanged, made with
-    `key`; otherwise what is wrong, in a few words."""
-    path = Path(directory) / MANIFEST_FILE
+def check_manifest(results: str | Path, key: dict | None) -> str | None:
+    """None when `results` (a directory, or one file) hold every file their manifest
+    lists, unchanged, made with `key`; otherwise what is wrong, in a few words."""
+    path, base = _manifest(Path(results))
     try:
         manifest = json.loads(path.read_text())
         files, made_with = manifest["files"], manifest["key"]
@@ -176,10 +221,10 @@ def check_manifest(directory: str | Path, key: dict | None) -> str | None:
         return f"{path} is damaged"
     if made_with != key:
         return CHANGED
-    for name, digest in files.items():
-        file = Path(directory) / name
+    for name, expected in files.items():
+        file = base / name
         if not file.is_file():
             return f"{file} is missing"
-        if sha256(file) != digest:
+        if sha256(file) != expected:
             return f"{file} does not match its checksum"
     return None

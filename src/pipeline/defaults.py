@@ -10,8 +10,13 @@ SPLIT_MERGE = 0     # then split-and-merge moves, this many best-ranked tried pe
 TOL = 1e-4          # stop when the log-likelihood gain per pixel falls below this
 MAX_ITER = 2000
 
-if __name__ == "__main__":
-    print(" ".join(f"{name}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
-                   for name, value in (("KS", KS), ("SEED", SEED), ("INIT", INIT),
-                                       ("N_INIT", N_INIT), ("SPLIT_MERGE", SPLIT_MERGE),
-                                       ("TOL", TOL), ("MAX_ITER", MAX_ITER))))
+if __name__ == "__main__":  # NAME=VALUE, each number as written above (1e-4), a tuple's joined by commas
+    import ast
+
+    source = open(__file__, encoding="utf-8").read()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Tuple)):
+            items = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+            print(f"{node.targets[0].id}=" + ",".join(
+                item.value if isinstance(item.value, str) else ast.get_source_segment(source, item)
+                for item in items), end=" ")

@@ -5,27 +5,31 @@
 Checks every parameter (pipeline.params), leaves out each K above the image's number of
 distinct colours (one line on stderr), and writes the cache key of every step: what its
 result depends on (the image's content, the parameters in normal form, the code it runs:
-pipeline.cache), as JSON rewritten only when it changes, so that make, comparing times,
-reruns a step exactly when its key changed:
+pipeline.cache, the programs it calls), as JSON rewritten only when it changes, so that
+make, comparing times, reruns a step exactly when its key changed:
 
     OUT/keys/k-<K>.json     one experiment (notebooks/experiment.ipynb), fitted into OUT/k-<K>/
     OUT/keys/report.json    the report notebook (the K fitted, report/data/ and make seeds' file)
-    OUT/keys/render.json    the rendering to HTML and PDF (pipeline.render)
+    OUT/keys/render-html.json, render-pdf.json   the rendering (pipeline.render), with the
+                            versions of pandoc (HTML, PDF), xelatex and latexmk (PDF) or their absence
     OUT/../keys/derivation.json   the derivation notebook (output/derivation.ipynb)
 
 OUT is the image's results folder, output/<image> (pipeline.paths.results_dir); the
 notebooks are read from the working directory, as make runs them.
 
-A K whose results fail their manifest (missing, damaged, or made with another key) gets a
-key newer than its results, so make fits it again; one whose results pass, a key no newer.
-Prints the K to fit; a bad parameter, or keys that cannot be written, print one line
-instead (exit status 2), which make shows as its error.
+Results that fail their manifest (a K's folder, or an executed notebook: missing,
+damaged, or made with another key) get a key newer than them, so make makes them again,
+with one line on stderr; results that pass, a key no newer. Prints the K to fit; a bad
+parameter, or keys that cannot be written, print one line instead (exit status 2), which
+make shows as its error.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +41,9 @@ REPORT = "notebooks/report.ipynb"
 DERIVATION = "notebooks/derivation.ipynb"
 RENDER = "pipeline.render"
 RUN_NOTEBOOK = "experiment.ipynb"  # the executed notebook: the file make tracks per K
+# The programs each rendering runs (pipeline.render): without pandoc the HTML's maths is
+# TeX source, so installing or upgrading one renders again.
+TOOLS = {"html": ("pandoc",), "pdf": ("pandoc", "xelatex", "latexmk")}
 
 
 def write_if_changed(path: Path, obj) -> bool:
@@ -92,11 +99,40 @@ def fitting(ks: list[int], colours: int | None, image: str) -> list[int]:
     return kept
 
 
-def schedule(key: Path, results: Path) -> str | None:
-    """Make `key`'s time say whether the K in `results` must be fitted again: newer than
-    its executed notebook when the results fail their manifest, no newer when they pass.
-    Returns what is wrong with results that exist, or None."""
-    target = results / RUN_NOTEBOOK
+def tool_versions(names, known: Path) -> dict:
+    """The version of each program of `names` on PATH (the first line of its --version),
+    or None where it is not installed. `known`: a file of what was found before, reused
+    while a program's file keeps its path, size and time (latexmk takes 0.1 s to say)."""
+    try:
+        found = json.loads(known.read_text())
+    except (OSError, ValueError):
+        found = {}
+    found = found if isinstance(found, dict) else {}
+    versions = {}
+    for name in names:
+        path = shutil.which(name)
+        if path is None:
+            versions[name] = None
+            continue
+        stat = os.stat(path)
+        file = [os.path.realpath(path), stat.st_size, stat.st_mtime_ns]
+        if not isinstance(found.get(name), dict) or found[name].get("file") != file \
+                or not isinstance(found[name].get("version"), str):
+            said = subprocess.run([path, "--version"], capture_output=True, text=True,
+                                  check=False).stdout
+            found[name] = {"file": file,
+                           "version": next((line.strip() for line in said.splitlines()
+                                            if line.strip()), "unknown")}
+        versions[name] = found[name]["version"]
+    write_if_changed(known, found)
+    return versions
+
+
+def schedule(key: Path, target: Path, results: Path) -> str | None:
+    """Make `key`'s time say whether `results` (a K's folder, or the executed notebook
+    itself) must be made again: newer than `target`, the file make tracks, when they
+    fail their manifest, no newer when they pass. Returns what is wrong with results
+    that exist, or None."""
     if not target.exists():
         return None
     key_data = json.loads(key.read_text())
@@ -129,7 +165,7 @@ def plan(out: str | Path, image="", ks=defaults.KS, **settings) -> list[int]:
         key = keys / f"k-{k}.json"
         write_if_changed(key, {"image": image_key, "parameters": {"k": k, **settings},
                                "code": experiment_code})
-        problem = schedule(key, out / f"k-{k}")
+        problem = schedule(key, out / f"k-{k}" / RUN_NOTEBOOK, out / f"k-{k}")
         if problem:
             print(f"K = {k}: {problem}: fitting it again", file=sys.stderr)
     data = sorted({*paths.REPORT_DATA_DIR.glob("*.json"), paths.seeds_data(checked["image"])})
@@ -137,9 +173,19 @@ def plan(out: str | Path, image="", ks=defaults.KS, **settings) -> list[int]:
         "image": image_key, "ks": ks, "code": cache.code_key(REPORT),
         "data": {str(p.relative_to(paths.ROOT)): cache.sha256(p) if p.is_file() else None
                  for p in data}})
-    write_if_changed(keys / "render.json", {"code": cache.code_key(RENDER)})
+    render_code = cache.code_key(RENDER)
+    for fmt, tools in TOOLS.items():
+        write_if_changed(keys / f"render-{fmt}.json", {
+            "code": render_code, "tools": tool_versions(tools, keys / "tools.json")})
     write_if_changed(out.parent / "keys" / "derivation.json",
                      {"code": cache.code_key(DERIVATION)})
+    # The executed notebooks the rendering reads carry a manifest too (run_notebook --key).
+    for key, notebook, source in ((keys / "report.json", out / "report.ipynb", REPORT),
+                                  (out.parent / "keys" / "derivation.json",
+                                   out.parent / "derivation.ipynb", DERIVATION)):
+        problem = schedule(key, notebook, notebook)
+        if problem:
+            print(f"{problem}: running {source} again", file=sys.stderr)
     return ks
 
 

@@ -1,7 +1,7 @@
 """Run a notebook with papermill, safely in parallel, and keep only complete results.
 
     python -m pipeline.run_notebook INPUT.ipynb OUTPUT.ipynb [--cwd DIR] [-p NAME VALUE]...
-                                    [--stage NAME [--key KEY.json]]
+                                    [--stage NAME] [--key KEY.json]
 
 Like `papermill INPUT OUTPUT -p NAME VALUE`, with these differences:
 - The kernel talks to papermill over Unix sockets (ZeroMQ's ipc transport) instead
@@ -11,7 +11,8 @@ Like `papermill INPUT OUTPUT -p NAME VALUE`, with these differences:
   connection file live in a private temporary directory, removed when the kernel
   stops, or by the next run if this one was killed.
 - The executed notebook goes to a temporary file that is renamed onto OUTPUT only
-  when every cell succeeded, so OUTPUT exists only for a complete run.
+  when every cell succeeded, so OUTPUT exists only for a complete run; with --key,
+  OUTPUT.manifest.json then records its checksum and the cache key of KEY.json.
 - With --stage NAME, OUTPUT's directory is the unit: the notebook gets a fresh
   staging directory as parameter NAME, writes its results there, the executed
   notebook is saved into it, then a manifest of every file with its checksum and
@@ -21,6 +22,9 @@ Like `papermill INPUT OUTPUT -p NAME VALUE`, with these differences:
 - A failure is one line on stderr (cell, exception, or a kernel that died), not a
   traceback, and Ctrl-C stops it quietly; temporaries that a killed run left beside
   OUTPUT are removed first.
+- One run of an OUTPUT at a time: a run holds a lock file beside it (.<name>.lock,
+  pipeline.lock.exclusive) until it ends, and a second run of the same OUTPUT (left
+  running by a make killed outright, say) waits for the first, saying so in one line.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ KERNEL_DIR_PREFIX = "em-kernel-"  # + <pid of the papermill process>-<random>
 # Temporaries beside an output, named after the process that made them:
 # .<name>.<pid>.part.ipynb (a notebook), .<name>.<pid>.part and .<name>.<pid>.old (directories).
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(part|part\.ipynb|old)")
+_KERNEL_DIR = re.compile(rf"{KERNEL_DIR_PREFIX}(?P<pid>\d+)-.*")
 
 
 class IPCKernelManager(AsyncKernelManager):
@@ -102,19 +107,13 @@ def parse_value(text: str):
 
 def remove_stale(directory: Path) -> list[Path]:
     """Remove what runs killed before they could clean up left behind: their
-    temporaries in `directory` and their kernels' directories in the temporary
-    folder. Only what belongs to processes no longer running. Returns the paths."""
-    candidates = [p for p in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*-*")
-                  if p.name[len(KERNEL_DIR_PREFIX):].split("-")[0].isdigit()]
+    temporaries and lock files in `directory` and their kernels' directories in the
+    temporary folder. Only what belongs to processes no longer running (a lock file:
+    that no process holds). Returns the paths."""
+    stale = atomic.remove_dead(Path(tempfile.gettempdir()), _KERNEL_DIR)
     if directory.is_dir():
-        candidates += [p for p in directory.iterdir() if _TEMPORARY.fullmatch(p.name)]
-    stale = []
-    for path in candidates:
-        match = _TEMPORARY.fullmatch(path.name)
-        pid = match["pid"] if match else path.name[len(KERNEL_DIR_PREFIX):].split("-")[0]
-        if int(pid) != os.getpid() and not lock.alive(int(pid)):
-            atomic.remove(path)
-            stale.append(path)
+        stale += atomic.remove_dead(directory, _TEMPORARY)
+        stale += lock.remove_unheld(directory.glob(".*.lock"))
     return stale
 
 
@@ -134,11 +133,19 @@ def run(input_path, output_path, parameters: dict, cwd=None, progress_bar=True,
     """Execute `input_path` with `parameters`; write the result to `output_path`.
 
     stage: the name of the parameter through which the notebook is told its output
-    directory; key: the cache key its manifest records; see the module's docstring."""
+    directory; key: the cache key its manifest records (without `stage`, a manifest is
+    written only when given); see the module's docstring."""
     output_path = Path(output_path).absolute()
     final = output_path.parent
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(final.parent if stage else final)
+    made = final if stage else output_path  # what this run replaces
+    made.parent.mkdir(parents=True, exist_ok=True)
+    with lock.exclusive(made.with_name(f".{made.name}.lock"), str(made)):
+        remove_stale(made.parent)
+        _run(input_path, output_path, parameters, cwd, progress_bar, stage, key)
+
+
+def _run(input_path, output_path: Path, parameters, cwd, progress_bar, stage, key):
+    final = output_path.parent
     if stage:
         work = final.with_name(f".{final.name}.{os.getpid()}.part")
         work.mkdir()
@@ -162,6 +169,8 @@ def run(input_path, output_path, parameters: dict, cwd=None, progress_bar=True,
             _replace_dir(work, final)
         else:
             os.replace(work, output_path)
+            if key is not None:  # written after: a run killed between is made again
+                cache.write_manifest(output_path, key)
     finally:
         atomic.remove(work)
 
@@ -176,7 +185,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stage", metavar="NAME",
                         help="parameter that receives the staging directory of the results")
     parser.add_argument("--key", metavar="KEY.json",
-                        help="the cache key of the results, recorded in their manifest")
+                        help="the cache key of the results, recorded in their manifest "
+                             "(without --stage: OUTPUT.manifest.json)")
     parser.add_argument("--no-progress-bar", action="store_true")
     args = parser.parse_args(argv)
     parameters = {name: parse_value(value) for name, value in args.parameter}

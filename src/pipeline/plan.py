@@ -18,10 +18,10 @@ OUT is the image's results folder, output/<image> (pipeline.paths.results_dir); 
 notebooks are read from the working directory, as make runs them.
 
 Results that fail their manifest (a K's folder, or an executed notebook: missing,
-damaged, or made with another key) get a key newer than them, so make makes them again,
-with one line on stderr; results that pass, a key no newer. Prints the K to fit; a bad
-parameter, or keys that cannot be written, print one line instead (exit status 2), which
-make shows as its error.
+damaged, or made with another key) are dated older than their key, so make makes them
+again, with one line on stderr; results that pass, a key no newer. Prints the K to fit; a
+bad parameter, or keys that cannot be written, print one line instead (exit status 2),
+which make shows as its error.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from pipeline import atomic, cache, defaults, params, paths
@@ -129,10 +128,10 @@ def tool_versions(names, known: Path) -> dict:
 
 
 def schedule(key: Path, target: Path, results: Path) -> str | None:
-    """Make `key`'s time say whether `results` (a K's folder, or the executed notebook
-    itself) must be made again: newer than `target`, the file make tracks, when they
-    fail their manifest, no newer when they pass. Returns what is wrong with results
-    that exist, or None."""
+    """Make the times of `key` and `target`, the file make tracks, say whether `results`
+    (a K's folder, or the executed notebook itself) must be made again: the key newer
+    when they fail their manifest, no newer when they pass. Returns what is wrong with
+    results that exist, or None."""
     if not target.exists():
         return None
     key_data = json.loads(key.read_text())
@@ -141,9 +140,9 @@ def schedule(key: Path, target: Path, results: Path) -> str | None:
     if problem is None:
         if key.stat().st_mtime_ns > made:
             os.utime(key, ns=(made, made))
-    elif key.stat().st_mtime_ns <= made:
-        later = max(time.time_ns(), made + 1_000_000_000)
-        os.utime(key, ns=(later, later))
+    elif key.stat().st_mtime_ns <= made:  # the target dated back (no key in the future)
+        earlier = key.stat().st_mtime_ns - 1_000_000_000
+        os.utime(target, ns=(earlier, earlier))
     return None if problem in (None, cache.CHANGED) else problem
 
 

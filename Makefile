@@ -122,10 +122,9 @@ help: ## List the targets and parameters
 # import em and pipeline from src/ without any path editing. An environment is made anew
 # whenever its key changes (ENV_KEY above), and its stamp written only at the end: one
 # that a failed or interrupted install left behind is rebuilt, never reused.
-# $(call fresh_venv,DIR): DIR removed (if it is an environment) and made anew by $(PYTHON).
-fresh_venv = [ ! -e $(1) ] || [ -e $(1)/pyvenv.cfg ] || \
-	  { echo "$(1) exists and is not a Python environment: move it away" >&2; exit 1; }; \
-	rm -rf $(1) && $(PYTHON) -m venv $(1)
+# $(call fresh_venv,DIR): DIR removed (if it is an environment) and made anew by $(PYTHON),
+# in a way that any interruption leaves something the next run makes anew (fresh_venv.py).
+fresh_venv = $(PYTHON) src/pipeline/fresh_venv.py $(1)
 
 $(ENV): $(call remake,$(ENV),$(ENV_KEY))
 	$(call fresh_venv,$(VENV))
@@ -287,4 +286,4 @@ clean: ## Delete every generated result (output/), keep the environment
 	find output -mindepth 1 -not -name .gitkeep -delete
 
 distclean: clean ## Also delete the environments (.venv, .venv-lab)
-	rm -rf $(VENV) $(LAB)
+	rm -rf $(VENV) $(LAB) $(VENV).old $(LAB).old

@@ -776,6 +776,51 @@ def test_an_environment_left_by_a_failed_install_is_rebuilt(project_copy):
     assert (broken / "bin" / "pip").exists()  # made anew, with pip this time
 
 
+def _fresh_venv(directory: Path, **kw):
+    return subprocess.Popen([sys.executable, str(ROOT / "src" / "pipeline" / "fresh_venv.py"),
+                             str(directory)], stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_an_environment_stopped_at_any_point_is_made_anew(tmp_path):
+    """What a stopped removal leaves (DIR.old, half removed) and what a stopped making
+    leaves (DIR with its pyvenv.cfg but no pip) are made anew by the next run; Ctrl-C while
+    it makes DIR prints one line; a DIR that is not an environment is refused in one line
+    and left as it was."""
+    env, old = tmp_path / "env", tmp_path / "env.old"
+    (old / "lib").mkdir(parents=True)
+    env.mkdir()
+    (env / "pyvenv.cfg").write_text("# being made\n")
+    (env / "left-behind").write_text("")
+    made = _fresh_venv(env)
+    assert made.wait(timeout=300) == 0, made.stderr.read()
+    assert (env / "bin" / "pip").exists() and not (env / "left-behind").exists()
+    assert not old.exists()
+
+    shutil.rmtree(env)
+    run = _fresh_venv(env, start_new_session=True)
+    deadline = time.time() + 120
+    while not (env / "bin" / "python").exists() and time.time() < deadline:
+        assert run.poll() is None, run.stderr.read()
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole group
+    _, err = run.communicate(timeout=120)
+    assert run.returncode != 0 and err.splitlines() == [
+        f"{env}: interrupted while it was being made; the next run makes it anew"], err
+    made = _fresh_venv(env)
+    assert made.wait(timeout=300) == 0, made.stderr.read()
+    assert (env / "bin" / "pip").exists()
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    refused = _fresh_venv(mine)
+    err = refused.communicate(timeout=60)[1]
+    assert refused.returncode != 0 and len(err.splitlines()) == 1, err
+    assert f"{mine} exists and is not a Python environment" in err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
 @pytest.mark.slow
 def test_an_environment_is_made_anew_when_its_interpreter_or_requirements_change(project_copy):
     """The environment is keyed by content, like a step: a touched but unchanged

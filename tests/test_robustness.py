@@ -784,9 +784,9 @@ def _fresh_venv(directory: Path, **kw):
 @pytest.mark.slow
 def test_an_environment_stopped_at_any_point_is_made_anew(tmp_path):
     """What a stopped removal leaves (DIR.old, half removed) and what a stopped making
-    leaves (DIR with its pyvenv.cfg but no pip) are made anew by the next run; Ctrl-C while
-    it makes DIR prints one line; a DIR that is not an environment is refused in one line
-    and left as it was."""
+    leaves (DIR with its pyvenv.cfg but no pip) are made anew by the next run, as `python
+    -m venv` makes it; Ctrl-C while it makes DIR prints one line; a DIR that is not an
+    environment is refused in one line and left as it was."""
     env, old = tmp_path / "env", tmp_path / "env.old"
     (old / "lib").mkdir(parents=True)
     env.mkdir()
@@ -796,6 +796,8 @@ def test_an_environment_stopped_at_any_point_is_made_anew(tmp_path):
     assert made.wait(timeout=300) == 0, made.stderr.read()
     assert (env / "bin" / "pip").exists() and not (env / "left-behind").exists()
     assert not old.exists()
+    # its interpreter linked as `python -m venv` links it: the stamp's real path holds
+    assert os.path.realpath(env / "bin" / "python") == os.path.realpath(sys.executable)
 
     shutil.rmtree(env)
     run = _fresh_venv(env, start_new_session=True)

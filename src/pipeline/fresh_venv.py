@@ -14,6 +14,7 @@ line. Standard library only: the Makefile runs it before any environment exists.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import venv
@@ -33,7 +34,9 @@ def make(directory: Path) -> None:
         shutil.rmtree(old)
     directory.mkdir(parents=True)
     (directory / "pyvenv.cfg").write_text("# being made by src/pipeline/fresh_venv.py\n")
-    venv.EnvBuilder(with_pip=True).create(directory)  # rewrites pyvenv.cfg first
+    # As `python -m venv` makes it: the interpreter linked, not copied (so the stamp's
+    # interpreter, its real path, is the one that made it), and pip.
+    venv.EnvBuilder(symlinks=os.name != "nt", with_pip=True).create(directory)
 
 
 if __name__ == "__main__":

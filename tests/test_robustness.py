@@ -849,14 +849,21 @@ def test_an_environment_is_made_anew_when_its_interpreter_or_requirements_change
 
 
 @pytest.mark.slow
-def test_make_help_prints_the_defaults_as_written():
-    """Each NAME=VALUE of make help's parameters is a line NAME = VALUE of defaults.py."""
-    shown = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True,
+def test_make_help_shows_the_settings_make_report_runs(project_copy):
+    """What `make help` gives as each parameter's default is what a plain `make report`
+    passes to the experiment notebooks: the K it fits and every other setting."""
+    cwd, venv = project_copy
+    shown = subprocess.run(["make", "-s", "help"], cwd=cwd, capture_output=True, text=True,
                            timeout=60).stdout
-    defaults = (ROOT / "src" / "pipeline" / "defaults.py").read_text()
-    pairs = re.findall(r"\[(KS|SEED|N_INIT|SPLIT_MERGE|TOL|MAX_ITER)=\"?([^\]\"]+)\"?\]", shown)
-    assert len(pairs) == 6, shown
-    for name, value in pairs:
-        written = value.replace(" ", ", ") if name == "KS" else value
-        assert re.search(rf"^{name} *= *\(?{re.escape(written)}\)?\s", defaults, re.M), (name, value)
-
+    defaults = dict(re.findall(r"\[(KS|SEED|N_INIT|SPLIT_MERGE|TOL|MAX_ITER)=\"?([^\]\"]+)\"?\]", shown))
+    defaults["INIT"] = re.search(r"\[INIT=([^|\]]+)", shown)[1]
+    assert len(defaults) == 7, shown
+    done = _make(cwd, venv, "-n", "report")
+    assert done.returncode == 0, done.stderr
+    runs = re.findall(r"notebooks/experiment\.ipynb \S*/k-(\d+)/experiment\.ipynb(.*?)(?:\n(?! )|$)",
+                      done.stdout.replace("\\\n", " "))
+    assert sorted(int(k) for k, _ in runs) == [int(k) for k in defaults["KS"].split()], done.stdout
+    for k, passed in runs:
+        values = {name.upper(): value.strip("'") for name, value in re.findall(r"-p (\w+) (\S+)", passed)}
+        assert values.pop("K") == k and values.pop("IMAGE") == "", passed
+        assert values == {name: value for name, value in defaults.items() if name != "KS"}, passed

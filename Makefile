@@ -189,11 +189,11 @@ MATHS := $(or $(PDF),$(shell command -v pandoc))
 REPORT_DIR := $(if $(CANONICAL),$(if $(MATHS),report,$(OUT)/report),$(OUT)/report)
 ELSEWHERE  := $(if $(CANONICAL),(report/ is left as it is: made without pandoc$(,) its HTML's maths would show \
               as TeX source),(report/ is made only by the canonical run: the default image with every parameter at its default))
-# The line on a run without PDF: for report/, the committed PDF is kept and named stale.
-NO_PDF = $(if $(filter report,$(REPORT_DIR)),$(if $(wildcard report/report.pdf),No new PDF: \
-         report/report.pdf is left from an earlier run$(,) stale beside this HTML; a new one needs,No PDF: it needs),No \
-         PDF (and none left from an earlier run)$(if $(MATHS),: it needs,$(,) and the HTML's maths shows as TeX source \
-         (no pandoc): they need)) $(NEEDS_TEX).
+# The line on a run without PDF, worded as it is printed: a PDF in the report's folder is
+# named, as stale where the HTML is newer (the committed report/report.pdf is kept; any
+# other is removed when an HTML is published without it) or as made with this HTML.
+TEX_SOURCE := $(if $(MATHS),,$(,) and the HTML's maths shows as TeX source (no pandoc))
+NO_PDF = pdf='$(REPORT_DIR)/report.pdf'; if [ ! -e "$$pdf" ]; then echo "No PDF$(TEX_SOURCE): $(if $(MATHS),it needs,they need) $(NEEDS_TEX)."; elif [ "$$pdf" -ot '$(REPORT_DIR)/report.html' ]; then echo "No new PDF: $$pdf is left from an earlier run$(,) stale beside this HTML$(TEX_SOURCE); a new one needs $(NEEDS_TEX)."; else echo "No new PDF: $$pdf is the one an earlier run made with this HTML$(TEX_SOURCE); a new one needs $(NEEDS_TEX)."; fi >&2
 
 tex: ## Install XeLaTeX, latexmk and pandoc for the PDF (Debian/Ubuntu, as root)
 	@if $(TEX_MISSING); then \
@@ -222,7 +222,7 @@ $(addprefix $(REPORT_DIR)/,$(PUBLISHED)) &: $(addprefix $(STAGE)/,$(PUBLISHED))
 report: $(addprefix $(REPORT_DIR)/,$(PUBLISHED)) ## Fit every K and render the report (the default goal)
 	@$(PY) -m pipeline.steps summary $(STEPS) $(START)
 	@echo "The report: $(REPORT_DIR)/report.html$(if $(PDF), and report.pdf)$(if $(filter report,$(REPORT_DIR)),, $(ELSEWHERE))"
-	$(if $(PDF),,@echo "$(NO_PDF)" >&2)
+	$(if $(PDF),,@$(NO_PDF))
 
 # ---- The original study reproduced: its photograph is never committed, only the numbers
 STUDY_IMAGE ?= $(shell $(PYTHON) src/pipeline/paths.py study-image)

@@ -525,7 +525,21 @@ def test_the_canonical_run_keeps_the_committed_pdf_and_maths(project_copy, tmp_p
     publish = next(line for line in commands.splitlines() if "pipeline.atomic publish" in line)
     assert " report report.html figures" in publish and "--remove" not in publish
     no_pdf = [line for line in commands.splitlines() if "No new PDF" in line]
-    assert len(no_pdf) == 1 and "report/report.pdf is left from an earlier run, stale" in no_pdf[0]
+    assert len(no_pdf) == 1, commands
+
+    def said(*, html_newer: bool) -> str:  # the line as the end of the run prints it
+        (cwd / "report" / "report.html").write_text("the new HTML")
+        older, newer = ("report.pdf", "report.html") if html_newer else ("report.html", "report.pdf")
+        os.utime(cwd / "report" / older, (1e9, 1e9))
+        os.utime(cwd / "report" / newer, (2e9, 2e9))
+        done = subprocess.run(["bash", "-c", no_pdf[0]], cwd=cwd, capture_output=True, text=True)
+        assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done
+        return done.stderr
+    assert "No new PDF: report/report.pdf is left from an earlier run, stale beside this HTML; " \
+           "a new one needs xelatex" in said(html_newer=True)
+    assert "No new PDF: report/report.pdf is the one an earlier run made with this HTML; " \
+           "a new one needs xelatex" in said(html_newer=False)
+    (cwd / "report" / "report.html").unlink()  # report/ as before: the committed PDF alone
     no_pandoc = _path_without(tmp_path / "no-pandoc", "xelatex", "apt-get", "pandoc")
     commands = _make(cwd, venv, "-n", "report", env=no_pandoc).stdout
     assert " report/" not in commands and " report " not in commands
@@ -733,12 +747,18 @@ def test_a_run_with_nothing_to_do_touches_nothing_even_a_read_only_report(no_tex
     cwd, venv, env, out = no_tex
     args = ("report", f"IMAGE={HOSTILE}", "KS=2 3 8", "N_INIT=1")
     assert _make(cwd, venv, *args, env=env).returncode == 0  # made here if run alone
+    pdf = out / "report" / "report.pdf"  # as an earlier run with TeX published it, with the HTML
+    pdf.write_text("the PDF made with this HTML")
     before = _tree(cwd / "output")
     with read_only(out / "report"):
         done = _make(cwd, venv, *args, env=env)
     assert done.returncode == 0, done.stderr
     assert "Nothing to do" in done.stdout and "publish" not in done.stdout
     assert _tree(cwd / "output") == before
+    said = [line for line in done.stderr.splitlines() if "PDF" in line]
+    assert len(said) == 1 and said[0].startswith(
+        f"No new PDF: {pdf.relative_to(cwd)} is the one an earlier run made with this HTML;"), said
+    pdf.unlink()
 
 
 # ------------------------------------------------------------------ Python and environments

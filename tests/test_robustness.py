@@ -693,6 +693,19 @@ def no_tex(module_project_copy, tmp_path_factory):
     return cwd, venv, env, cwd / "output" / paths.image_stem(HOSTILE)
 
 
+def test_ctrl_c_outside_a_step_ends_pipeline_steps_without_a_traceback():
+    """A Ctrl-C that reaches `python -m pipeline.steps` outside the step it runs (while
+    it imports, say) ends it as the signal does, without a traceback: make names the
+    step. Here the module runs as make runs it (its usage, then the signal)."""
+    code = ("import os, runpy, signal\n"
+            "try:\n    runpy.run_module('pipeline.steps', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "os.kill(os.getpid(), signal.SIGINT)\nprint('went on')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGINT and done.stdout == "", done
+    assert "run COMMAND" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 @pytest.mark.slow
 def test_ctrl_c_prints_at_most_three_lines_and_leaves_nothing_behind(no_tex):
     cwd, venv, env, out = no_tex

@@ -9,8 +9,15 @@ of `make report`. Standard library only: this starts in a few milliseconds.
 
 from __future__ import annotations
 
-import resource
 import signal
+
+# Run by make, first of all: Ctrl-C before run() takes it over (while the modules below
+# are imported, say) ends the step as the signal does, silently, not with a
+# KeyboardInterrupt traceback; make names the step.
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+import resource
 import subprocess
 import sys
 import threading

@@ -14,7 +14,6 @@ line. Standard library only: the Makefile runs it before any environment exists.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import venv
@@ -27,16 +26,26 @@ def make(directory: Path) -> None:
     if directory.exists() and not (directory / "pyvenv.cfg").is_file():
         raise SystemExit(f"{directory} exists and is not a Python environment (it has no "
                          "pyvenv.cfg): move it away or delete it")
-    if old.exists():
-        shutil.rmtree(old)  # what an earlier removal, stopped halfway, left behind
-    if directory.exists():
+    if old.exists() or old.is_symlink():
+        _remove(old)  # what an earlier removal, stopped halfway, left behind
+    if directory.exists() or directory.is_symlink():
         directory.rename(old)
-        shutil.rmtree(old)
+        _remove(old)
     directory.mkdir(parents=True)
     (directory / "pyvenv.cfg").write_text("# being made by src/pipeline/fresh_venv.py\n")
-    # As `python -m venv` makes it: the interpreter linked, not copied (so the stamp's
-    # interpreter, its real path, is the one that made it), and pip.
-    venv.EnvBuilder(symlinks=os.name != "nt", with_pip=True).create(directory)
+    try:  # exactly `python -m venv DIR` (the interpreter linked, pip installed)
+        venv.main([str(directory)])
+    except Exception as exc:  # reported in one line, as `python -m venv` reports it
+        raise SystemExit(f"{directory}: the environment could not be made ({exc}); on Debian "
+                         "and Ubuntu the interpreter needs its venv module, python3-venv")
+
+
+def _remove(path: Path) -> None:
+    """A folder and what it holds, or a link (not what it points to)."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
 
 
 if __name__ == "__main__":
